@@ -168,14 +168,23 @@ mod tests {
     fn verdicts() {
         let g = good();
         assert_eq!(assess(&[], &[], Mode::Strict).verdict, Verdict::NotFound);
-        assert_eq!(assess(&[copy("a", &g)], &[], Mode::Strict).verdict, Verdict::Compliant);
+        assert_eq!(
+            assess(&[copy("a", &g)], &[], Mode::Strict).verdict,
+            Verdict::Compliant
+        );
         let two = assess(&[copy("a", &g), copy("b", &g)], &[], Mode::Strict);
         assert_eq!(two.verdict, Verdict::NonCompliant);
-        assert!(two.findings.iter().any(|f| f.code == FindingCode::DuplicateCopies));
+        assert!(two
+            .findings
+            .iter()
+            .any(|f| f.code == FindingCode::DuplicateCopies));
         let mut other = g.clone();
         other.produce_id = "id-2".into();
         let dis = assess(&[copy("a", &g), copy("b", &other)], &[], Mode::Strict);
-        assert!(dis.findings.iter().any(|f| f.code == FindingCode::DisagreeingCopies));
+        assert!(dis
+            .findings
+            .iter()
+            .any(|f| f.code == FindingCode::DisagreeingCopies));
         let problem = CarrierProblem {
             carrier: "png:iTXt".into(),
             message: "truncated".into(),
@@ -188,6 +197,9 @@ mod tests {
             carrier: "a".into(),
             json: "{\"Label\":".into(),
         };
-        assert_eq!(assess(&[garbage], &[], Mode::Strict).verdict, Verdict::Inconclusive);
+        assert_eq!(
+            assess(&[garbage], &[], Mode::Strict).verdict,
+            Verdict::Inconclusive
+        );
     }
 }

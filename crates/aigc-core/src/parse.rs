@@ -164,12 +164,21 @@ mod tests {
 
     #[test]
     fn keeps_structural_problems_as_findings() {
-        let p = parse_label(r#"{"Label":1,"ContentProducer":"p","ProduceID":"i","ProduceID":"j","Extra":"x"}"#).unwrap();
+        let p = parse_label(
+            r#"{"Label":1,"ContentProducer":"p","ProduceID":"i","ProduceID":"j","Extra":"x"}"#,
+        )
+        .unwrap();
         let codes: Vec<_> = p.findings.iter().map(|f| f.code).collect();
         assert!(codes.contains(&FindingCode::NotAString));
         assert!(codes.contains(&FindingCode::DuplicateKey));
         assert!(codes.contains(&FindingCode::UnknownKey));
-        assert_eq!(codes.iter().filter(|c| **c == FindingCode::MissingField).count(), 4);
+        assert_eq!(
+            codes
+                .iter()
+                .filter(|c| **c == FindingCode::MissingField)
+                .count(),
+            4
+        );
         assert_eq!(p.label.produce_id, "i");
     }
 

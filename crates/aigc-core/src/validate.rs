@@ -15,7 +15,8 @@ pub enum Mode {
 pub fn is_provider_code(s: &str) -> bool {
     s.len() == 27
         && s.starts_with("00")
-        && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
 }
 
 /// Checks one value against Annex E j): printable ASCII 0x21-0x7E, no backslash. A `"` is
@@ -39,12 +40,23 @@ pub fn validate_value_charset(value: &str) -> Result<(), String> {
 
 /// The rule checks of GB 45438 Annex E on one label's values.
 ///
-/// Required non-empty: `Label`, `ContentProducer`, `ProduceID`. `ContentPropagator` and
+/// Required non-empty: `Label`, `ContentProducer`, `ProduceID` (the producer pair may be empty on
+/// a Label 2/3 written by a platform with its propagator pair set). `ContentPropagator` and
 /// `PropagateID` come as a pair. Provider codes that do not match `^00[0-9A-Z]{25}$` are warnings:
 /// the standard allows "name or code", the code is what regulators expect.
 pub fn validate(label: &Label, mode: Mode) -> Vec<Finding> {
     let mut out = Vec::new();
-    for key in ["Label", "ContentProducer", "ProduceID"] {
+    // A platform labelling content it did not produce (Label 2 or 3, SPEC section 4) cannot know
+    // the producer; its own propagator fields then identify the label instead.
+    let platform_only = matches!(label.label.as_str(), "2" | "3")
+        && !label.content_propagator.is_empty()
+        && !label.propagate_id.is_empty();
+    let required: &[&str] = if platform_only {
+        &["Label"]
+    } else {
+        &["Label", "ContentProducer", "ProduceID"]
+    };
+    for &key in required {
         if label.get(key).unwrap_or_default().is_empty() {
             out.push(Finding::error(
                 FindingCode::EmptyField,
@@ -145,7 +157,9 @@ mod tests {
         assert!(has(FindingCode::EmptyField));
         assert!(has(FindingCode::Charset));
         assert!(has(FindingCode::PropagatorIncomplete));
-        assert!(f.iter().any(|x| x.code == FindingCode::ProviderCode && !x.is_error()));
+        assert!(f
+            .iter()
+            .any(|x| x.code == FindingCode::ProviderCode && !x.is_error()));
     }
 
     #[test]

@@ -35,7 +35,9 @@ pub fn detect(head: &[u8]) -> Option<&'static dyn FormatHandler> {
 pub fn open_input(path: &Path) -> Result<(File, &'static dyn FormatHandler)> {
     let meta = std::fs::metadata(path)?;
     if meta.is_dir() {
-        return Err(MetaError::unsupported("is a directory (add -r to process the files in it)"));
+        return Err(MetaError::unsupported(
+            "is a directory (add -r to process the files in it)",
+        ));
     }
     if meta.len() == 0 {
         return Err(MetaError::malformed("is empty (0 bytes)"));
@@ -58,7 +60,8 @@ pub fn open_input(path: &Path) -> Result<(File, &'static dyn FormatHandler)> {
                 .map(|e| e.to_string_lossy().to_lowercase())
                 .unwrap_or_default();
             let claimed = match ext.as_str() {
-                "jpg" | "jpeg" | "png" | "webp" | "tif" | "tiff" | "gif" | "heic" | "heif" | "avif" => {
+                "jpg" | "jpeg" | "png" | "webp" | "tif" | "tiff" | "gif" | "heic" | "heif"
+                | "avif" => {
                     format!(" (named .{ext} but its content is not {ext})")
                 }
                 _ => String::new(),
@@ -104,7 +107,12 @@ pub fn write_file(src: &Path, dst: &Path, label: &Label, opts: &WriteOptions) ->
         .prefix(".aigc-label-")
         .suffix(".tmp")
         .tempfile_in(dir)
-        .map_err(|e| MetaError::from(std::io::Error::new(e.kind(), format!("cannot create a temporary file in {}: {e}", dir.display()))))?;
+        .map_err(|e| {
+            MetaError::from(std::io::Error::new(
+                e.kind(),
+                format!("cannot create a temporary file in {}: {e}", dir.display()),
+            ))
+        })?;
     {
         let mut reader = BufReader::with_capacity(256 << 10, file);
         let mut writer = BufWriter::with_capacity(256 << 10, tmp.as_file());
@@ -121,7 +129,11 @@ pub fn write_file(src: &Path, dst: &Path, label: &Label, opts: &WriteOptions) ->
         )));
     }
     std::fs::set_permissions(tmp.path(), perms)?;
-    tmp.persist(dst)
-        .map_err(|e| MetaError::from(std::io::Error::new(e.error.kind(), format!("cannot rename the output into place: {}", e.error))))?;
+    tmp.persist(dst).map_err(|e| {
+        MetaError::from(std::io::Error::new(
+            e.error.kind(),
+            format!("cannot rename the output into place: {}", e.error),
+        ))
+    })?;
     Ok(handler.format())
 }

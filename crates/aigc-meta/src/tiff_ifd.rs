@@ -7,7 +7,7 @@
 
 use crate::bytes::{read_at, Source};
 use crate::error::{MetaError, Result};
-use std::io::{Cursor, Seek, SeekFrom};
+use std::io::{Cursor, SeekFrom};
 
 pub const TAG_XMP: u16 = 700;
 pub const TAG_EXIF_IFD: u16 = 0x8769;
@@ -117,7 +117,13 @@ pub fn is_tiff(head: &[u8]) -> bool {
 }
 
 pub fn read_header(src: &mut dyn Source, base: u64, len: u64) -> Result<Header> {
-    let head = read_at(src, base, 16.min(len.saturating_sub(base)), len, "TIFF header")?;
+    let head = read_at(
+        src,
+        base,
+        16.min(len.saturating_sub(base)),
+        len,
+        "TIFF header",
+    )?;
     if !is_tiff(&head) {
         return Err(MetaError::malformed("TIFF header is not II*\\0 or MM\\0*"));
     }
@@ -131,7 +137,9 @@ pub fn read_header(src: &mut dyn Source, base: u64, len: u64) -> Result<Header> 
     };
     if h.u16(&head[2..]) == 43 {
         if head.len() < 16 || h.u16(&head[4..]) != 8 {
-            return Err(MetaError::malformed("BigTIFF header is truncated or has a bad offset size"));
+            return Err(MetaError::malformed(
+                "BigTIFF header is truncated or has a bad offset size",
+            ));
         }
         h.big_tiff = true;
         h.ifd0_field = base + 8;
@@ -157,12 +165,22 @@ fn type_size(typ: u16) -> u64 {
 
 /// Reads the directory at relative offset `offset`.
 pub fn read_ifd(src: &mut dyn Source, h: &Header, offset: u64, len: u64) -> Result<Ifd> {
-    let abs = h.base.checked_add(offset).filter(|&a| a < len).ok_or_else(|| {
-        MetaError::malformed(format!("TIFF directory offset {offset} points past the end of the data"))
-    })?;
+    let abs = h
+        .base
+        .checked_add(offset)
+        .filter(|&a| a < len)
+        .ok_or_else(|| {
+            MetaError::malformed(format!(
+                "TIFF directory offset {offset} points past the end of the data"
+            ))
+        })?;
     let count_size = if h.big_tiff { 8 } else { 2 };
     let cb = read_at(src, abs, count_size, len, "TIFF directory count")?;
-    let count = if h.big_tiff { h.u64(&cb) } else { h.u16(&cb) as u64 };
+    let count = if h.big_tiff {
+        h.u64(&cb)
+    } else {
+        h.u16(&cb) as u64
+    };
     let es = h.entry_size();
     let room = (len - abs - count_size) / es;
     if count > room {
@@ -203,9 +221,19 @@ pub fn read_ifd(src: &mut dyn Source, h: &Header, offset: u64, len: u64) -> Resu
         });
     }
     let next_at = abs + count_size + count * es;
-    let nb = read_at(src, next_at, h.inline_size(), len, "TIFF next-directory offset")
-        .unwrap_or_else(|_| vec![0; h.inline_size() as usize]);
-    let next = if h.big_tiff { h.u64(&nb) } else { h.u32(&nb) as u64 };
+    let nb = read_at(
+        src,
+        next_at,
+        h.inline_size(),
+        len,
+        "TIFF next-directory offset",
+    )
+    .unwrap_or_else(|_| vec![0; h.inline_size() as usize]);
+    let next = if h.big_tiff {
+        h.u64(&nb)
+    } else {
+        h.u32(&nb) as u64
+    };
     Ok(Ifd {
         offset,
         entries,
@@ -239,14 +267,26 @@ pub fn find_user_comments(src: &mut dyn Source, base: u64, len: u64) -> Result<V
     let mut out = Vec::new();
     collect_comments(src, &h, &ifd0, "ifd0", len, &mut out)?;
     if let Some(ptr) = ifd0.entries.iter().find(|e| e.tag == TAG_EXIF_IFD) {
-        let b = read_at(src, ptr.value_at, h.inline_size().min(ptr.value_len.max(4)), len, "Exif IFD pointer")?;
-        let exif_off = if h.big_tiff && b.len() >= 8 { h.u64(&b) } else { h.u32(&b) as u64 };
+        let b = read_at(
+            src,
+            ptr.value_at,
+            h.inline_size().min(ptr.value_len.max(4)),
+            len,
+            "Exif IFD pointer",
+        )?;
+        let exif_off = if h.big_tiff && b.len() >= 8 {
+            h.u64(&b)
+        } else {
+            h.u32(&b) as u64
+        };
         if exif_off == h.ifd0 {
             return Err(MetaError::malformed("Exif IFD pointer loops back to IFD0"));
         }
         let exif = read_ifd(src, &h, exif_off, len)?;
         if exif.entries.iter().any(|e| e.tag == TAG_EXIF_IFD) {
-            return Err(MetaError::malformed("Exif IFD points to an Exif IFD again (loop)"));
+            return Err(MetaError::malformed(
+                "Exif IFD points to an Exif IFD again (loop)",
+            ));
         }
         collect_comments(src, &h, &exif, "exif", len, &mut out)?;
     }
@@ -283,7 +323,13 @@ pub fn decode_user_comment(raw: &[u8], little_endian: bool) -> String {
         let decode = |le: bool| {
             let units: Vec<u16> = body
                 .chunks_exact(2)
-                .map(|c| if le { u16::from_le_bytes([c[0], c[1]]) } else { u16::from_be_bytes([c[0], c[1]]) })
+                .map(|c| {
+                    if le {
+                        u16::from_le_bytes([c[0], c[1]])
+                    } else {
+                        u16::from_be_bytes([c[0], c[1]])
+                    }
+                })
                 .collect();
             String::from_utf16_lossy(&units)
         };
@@ -293,12 +339,17 @@ pub fn decode_user_comment(raw: &[u8], little_endian: bool) -> String {
             first
         } else {
             let other = decode(!little_endian);
-            if other.trim_start().starts_with('{') { other } else { first }
+            if other.trim_start().starts_with('{') {
+                other
+            } else {
+                first
+            }
         }
     } else {
         String::from_utf8_lossy(body).into_owned()
     };
-    text.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string()
+    text.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+        .to_string()
 }
 
 /// A UserComment value of `len` bytes that says nothing: undefined character code, spaces.

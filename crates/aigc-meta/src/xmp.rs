@@ -73,7 +73,8 @@ pub fn merge(existing: Option<&str>, label_json: &str, iptc: bool) -> Result<Str
                 .map(|a| unescape(a.raw_value));
             own.into_iter().chain(attrs)
         })
-        .any(|v| v.contains("AlgorithmicMedia"));
+        // Our own value is rewritten (so relabeling is stable); another AI value is kept.
+        .any(|v| v.contains("AlgorithmicMedia") && v.trim() != TRAINED_ALGORITHMIC_MEDIA);
     let write_dst = iptc && !keep_dst;
     let replaced = |ns: &str, local: &str| -> bool {
         (ns == TC260_NS && local == "AIGC")
@@ -109,7 +110,10 @@ pub fn merge(existing: Option<&str>, label_json: &str, iptc: bool) -> Result<Str
                 || a.ns.as_deref().is_some_and(|ns| replaced(ns, a.local))
         });
         // Only a Description that held something we removed; an already empty one stays as is.
-        let had_content = !children.is_empty() || e.attrs.iter().any(|a| !a.is_xmlns && !a.is(RDF_NS, "about"));
+        let had_content = !children.is_empty()
+            || e.attrs
+                .iter()
+                .any(|a| !a.is_xmlns && !a.is(RDF_NS, "about"));
         let text_only_space = e.end == e.start || {
             let mut pos = e.start.end;
             let mut blank = true;
@@ -136,9 +140,8 @@ pub fn merge(existing: Option<&str>, label_json: &str, iptc: bool) -> Result<Str
     } else {
         (rdf_prefix, String::new())
     };
-    let mut insert = format!(
-        "\n  <{p}:Description {p}:about=\"\"{declare_rdf}\n    xmlns:TC260=\"{TC260_NS}\""
-    );
+    let mut insert =
+        format!("\n  <{p}:Description {p}:about=\"\"{declare_rdf}\n    xmlns:TC260=\"{TC260_NS}\"");
     if write_dst {
         insert.push_str(&format!("\n    xmlns:Iptc4xmpExt=\"{IPTC_EXT_NS}\""));
     }
@@ -234,9 +237,9 @@ pub fn unescape(s: &str) -> String {
                 "amp" => Some('&'),
                 "quot" => Some('"'),
                 "apos" => Some('\''),
-                n if n.starts_with("#x") || n.starts_with("#X") => {
-                    u32::from_str_radix(&n[2..], 16).ok().and_then(char::from_u32)
-                }
+                n if n.starts_with("#x") || n.starts_with("#X") => u32::from_str_radix(&n[2..], 16)
+                    .ok()
+                    .and_then(char::from_u32),
                 n if n.starts_with('#') => n[1..].parse().ok().and_then(char::from_u32),
                 _ => None,
             });
@@ -338,7 +341,9 @@ impl<'a> Doc<'a> {
                 continue;
             }
             if let Some(after) = rest.strip_prefix("</") {
-                let gt = after.find('>').ok_or("XMP packet has an unterminated end tag")?;
+                let gt = after
+                    .find('>')
+                    .ok_or("XMP packet has an unterminated end tag")?;
                 let name = after[..gt].trim();
                 let idx = open
                     .pop()
@@ -397,7 +402,9 @@ impl<'a> Doc<'a> {
                 }
                 let quote = *bytes.get(q).ok_or("XMP packet ends inside a tag")?;
                 if quote != b'"' && quote != b'\'' {
-                    return Err(format!("XMP packet: unquoted attribute {aname} in <{qname}>"));
+                    return Err(format!(
+                        "XMP packet: unquoted attribute {aname} in <{qname}>"
+                    ));
                 }
                 let close = src[q + 1..]
                     .find(quote as char)
@@ -431,7 +438,11 @@ impl<'a> Doc<'a> {
                     let is_xmlns = n == "xmlns" || n.starts_with("xmlns:");
                     let prefix = prefix_of(n);
                     Attr {
-                        ns: if prefix.is_empty() { None } else { resolve(prefix) },
+                        ns: if prefix.is_empty() {
+                            None
+                        } else {
+                            resolve(prefix)
+                        },
                         local: local_of(n),
                         raw_value: v,
                         span,
@@ -491,7 +502,10 @@ mod tests {
         let p = merge(None, L, true).unwrap();
         let info = read(&p).unwrap();
         assert_eq!(info.labels, vec![L.to_string()]);
-        assert_eq!(info.digital_source_type.as_deref(), Some(TRAINED_ALGORITHMIC_MEDIA));
+        assert_eq!(
+            info.digital_source_type.as_deref(),
+            Some(TRAINED_ALGORITHMIC_MEDIA)
+        );
         assert!(p.contains("&quot;Label&quot;"));
     }
 
@@ -512,10 +526,15 @@ mod tests {
         assert_eq!(after.labels, vec![L.to_string()]);
         assert!(merged.contains("<rdf:li xml:lang=\"x-default\">Keep me</rdf:li>"));
         assert!(merged.contains("xmlns:dc=\"http://purl.org/dc/elements/1.1/\""));
-        assert!(!merged.contains("<T:AIGC>"), "the emptied Description is removed:\n{merged}");
-        // Merging again does not pile up Descriptions.
+        assert!(
+            !merged.contains("<T:AIGC>"),
+            "the emptied Description is removed:\n{merged}"
+        );
+        // Merging again does not pile up Descriptions, with or without the IPTC property.
         let again = merge(Some(&merged), L, false).unwrap();
         assert_eq!(again.len(), merged.len(), "{again}");
+        let with_iptc = merge(Some(&merged), L, true).unwrap();
+        assert_eq!(merge(Some(&with_iptc), L, true).unwrap(), with_iptc);
     }
 
     #[test]
@@ -526,7 +545,10 @@ mod tests {
         );
         let merged = merge(Some(&existing), L, true).unwrap();
         let info = read(&merged).unwrap();
-        assert!(info.digital_source_type.unwrap().ends_with("compositeWithTrainedAlgorithmicMedia"));
+        assert!(info
+            .digital_source_type
+            .unwrap()
+            .ends_with("compositeWithTrainedAlgorithmicMedia"));
     }
 
     #[test]

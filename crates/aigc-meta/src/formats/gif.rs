@@ -2,11 +2,13 @@
 //! written raw, followed by the 258-byte "magic trailer" (0x01, 0xFF down to 0x00, then the block
 //! terminator) that makes a decoder walking sub-blocks land on the terminator.
 
-use crate::bytes::{copy_range, copy_rest, read_array, read_at, source_len, Sink, Source, MAX_CARRIER};
+use crate::bytes::{
+    copy_range, copy_rest, read_array, read_at, source_len, Sink, Source, MAX_CARRIER,
+};
 use crate::error::{MetaError, Result};
 use crate::handler::{Format, FormatHandler, Scan, WriteOptions};
 use crate::xmp;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::SeekFrom;
 
 const XMP_APP_ID: &[u8; 11] = b"XMP DataXMP";
 
@@ -47,7 +49,9 @@ struct Layout {
 fn skip_sub_blocks(src: &mut dyn Source, mut pos: u64, len: u64) -> Result<u64> {
     loop {
         if pos >= len {
-            return Err(MetaError::malformed(format!("GIF ends inside data sub-blocks at offset {pos} (truncated)")));
+            return Err(MetaError::malformed(format!(
+                "GIF ends inside data sub-blocks at offset {pos} (truncated)"
+            )));
         }
         src.seek(SeekFrom::Start(pos))?;
         let [n] = read_array::<1>(src)?;
@@ -75,7 +79,9 @@ fn walk(src: &mut dyn Source, len: u64) -> std::result::Result<Layout, (Layout, 
     let mut pos = layout.header_end;
     loop {
         if pos >= len {
-            let e = MetaError::malformed(format!("GIF ends at offset {len} without a trailer (truncated)"));
+            let e = MetaError::malformed(format!(
+                "GIF ends at offset {len} without a trailer (truncated)"
+            ));
             return Err((layout, e));
         }
         let at = pos;
@@ -91,11 +97,19 @@ fn walk(src: &mut dyn Source, len: u64) -> std::result::Result<Layout, (Layout, 
                         p += 3 * (2u64 << (d[8] & 7));
                     }
                     let end = skip_sub_blocks(src, p + 1, len)?; // +1: LZW minimum code size
-                    Ok(Some(Block { at, end, kind: Kind::Image }))
+                    Ok(Some(Block {
+                        at,
+                        end,
+                        kind: Kind::Image,
+                    }))
                 }
                 0x21 => {
                     let [label, first] = read_array::<2>(src)?;
-                    let mut kind = if label == 0xF9 { Kind::Image } else { Kind::Other };
+                    let mut kind = if label == 0xF9 {
+                        Kind::Image
+                    } else {
+                        Kind::Other
+                    };
                     if label == 0xFF && first == 11 {
                         let id = read_at(src, at + 3, 11, len, "GIF application extension")?;
                         if id == XMP_APP_ID {
@@ -105,7 +119,9 @@ fn walk(src: &mut dyn Source, len: u64) -> std::result::Result<Layout, (Layout, 
                     let end = skip_sub_blocks(src, at + 2, len)?;
                     Ok(Some(Block { at, end, kind }))
                 }
-                b => Err(MetaError::malformed(format!("GIF has an unknown block 0x{b:02X} at offset {at}"))),
+                b => Err(MetaError::malformed(format!(
+                    "GIF has an unknown block 0x{b:02X} at offset {at}"
+                ))),
             }
         })();
         match step {
@@ -127,14 +143,20 @@ fn read_packet(src: &mut dyn Source, b: &Block, len: u64) -> Result<Vec<u8>> {
     let start = b.at + 14; // 0x21 0xFF 0x0B + 11-byte identifier
     let total = b.end - start;
     if total < 258 {
-        return Err(MetaError::malformed("GIF XMP extension is shorter than its magic trailer"));
+        return Err(MetaError::malformed(
+            "GIF XMP extension is shorter than its magic trailer",
+        ));
     }
     if total - 258 > MAX_CARRIER {
-        return Err(MetaError::too_large("GIF XMP extension is larger than the metadata limit"));
+        return Err(MetaError::too_large(
+            "GIF XMP extension is larger than the metadata limit",
+        ));
     }
     let mut raw = read_at(src, start, total, len, "GIF XMP extension")?;
     if raw[raw.len() - 258..] != magic_trailer()[..] {
-        return Err(MetaError::malformed("GIF XMP extension has no valid magic trailer"));
+        return Err(MetaError::malformed(
+            "GIF XMP extension has no valid magic trailer",
+        ));
     }
     raw.truncate(raw.len() - 258);
     Ok(raw)
@@ -177,20 +199,28 @@ impl FormatHandler for Gif {
         Ok(scan)
     }
 
-    fn write(&self, src: &mut dyn Source, dst: &mut dyn Sink, label_json: &str, opts: &WriteOptions) -> Result<()> {
+    fn write(
+        &self,
+        src: &mut dyn Source,
+        dst: &mut dyn Sink,
+        label_json: &str,
+        opts: &WriteOptions,
+    ) -> Result<()> {
         let len = check_header(src)?;
         let layout = walk(src, len).map_err(|(_, e)| e)?;
         let existing = match layout.blocks.iter().find(|b| b.kind == Kind::Xmp) {
-            Some(b) => Some(
-                String::from_utf8(read_packet(src, b, len)?)
-                    .map_err(|_| MetaError::malformed("the GIF XMP packet is not UTF-8; refusing to rewrite it"))?,
-            ),
+            Some(b) => Some(String::from_utf8(read_packet(src, b, len)?).map_err(|_| {
+                MetaError::malformed("the GIF XMP packet is not UTF-8; refusing to rewrite it")
+            })?),
             None => None,
         };
-        let packet = xmp::merge(existing.as_deref(), label_json, opts.iptc)
-            .map_err(|e| MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP")))?;
+        let packet = xmp::merge(existing.as_deref(), label_json, opts.iptc).map_err(|e| {
+            MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP"))
+        })?;
         if packet.as_bytes().contains(&0) {
-            return Err(MetaError::malformed("XMP packet contains a NUL byte, which GIF cannot carry"));
+            return Err(MetaError::malformed(
+                "XMP packet contains a NUL byte, which GIF cannot carry",
+            ));
         }
         // Before the first image (or its graphic control extension), after leading extensions
         // such as the NETSCAPE loop block; else where the old XMP was.

@@ -2,20 +2,25 @@
 //! type `application/rdf+xml`) that describes the primary image (`iref` `cdsc`). Exif items are
 //! read for UserComment labels.
 //!
-//! Writing rebuilds only the `meta` box. The packet is stored in `meta/idat` (construction method
-//! 1), so nothing is appended after the media data; `iloc` is re-serialized (upgraded to
-//! version 1 when it was 0) and every file offset that points past `meta` is shifted by the
-//! amount `meta` grew. Everything outside `meta` is copied byte for byte.
+//! Writing rebuilds only the `meta` box and appends one `mdat` box holding the packet, addressed
+//! by file offset (construction method 0, which every reader supports; exiftool cannot read
+//! `idat`). `iloc` is re-serialized and every file offset that points past `meta` is shifted by
+//! the amount `meta` grew. Everything else is copied byte for byte. Re-labeling drops the
+//! trailing `mdat` an earlier run added instead of piling up packets.
 
-use crate::bytes::{be_u16, be_u32, be_u64, copy_range, copy_rest, read_array, read_at, source_len, Sink, Source, MAX_CARRIER};
+use crate::bytes::{
+    be_u16, be_u32, be_u64, copy_range, read_array, read_at, source_len, Sink, Source, MAX_CARRIER,
+};
 use crate::error::{MetaError, Result};
 use crate::handler::{Format, FormatHandler, Scan, WriteOptions};
 use crate::tiff_ifd::{blank_label_comments, patch};
 use crate::xmp;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::SeekFrom;
 
 const XMP_MIME: &str = "application/rdf+xml";
-const BRANDS: [&[u8; 4]; 10] = [b"mif1", b"msf1", b"heic", b"heix", b"heim", b"heis", b"hevc", b"avif", b"avis", b"miaf"];
+const BRANDS: [&[u8; 4]; 10] = [
+    b"mif1", b"msf1", b"heic", b"heix", b"heim", b"heis", b"hevc", b"avif", b"avis", b"miaf",
+];
 
 pub struct Heif;
 
@@ -42,7 +47,10 @@ fn boxes(src: &mut dyn Source, from: u64, to: u64, what: &str) -> Result<Vec<Box
     let mut pos = from;
     while pos < to {
         if to - pos < 8 {
-            return Err(MetaError::malformed(format!("{what}: {} stray bytes at offset {pos} (truncated box header)", to - pos)));
+            return Err(MetaError::malformed(format!(
+                "{what}: {} stray bytes at offset {pos} (truncated box header)",
+                to - pos
+            )));
         }
         src.seek(SeekFrom::Start(pos))?;
         let h = read_array::<8>(src)?;
@@ -61,7 +69,12 @@ fn boxes(src: &mut dyn Source, from: u64, to: u64, what: &str) -> Result<Vec<Box
                 String::from_utf8_lossy(&ty)
             )));
         }
-        out.push(BoxRef { at: pos, header, size, ty });
+        out.push(BoxRef {
+            at: pos,
+            header,
+            size,
+            ty,
+        });
         pos += size;
     }
     Ok(out)
@@ -108,7 +121,10 @@ struct Cur<'a> {
 impl<'a> Cur<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.p + n > self.b.len() {
-            return Err(MetaError::malformed(format!("{} box is truncated", self.what)));
+            return Err(MetaError::malformed(format!(
+                "{} box is truncated",
+                self.what
+            )));
         }
         let s = &self.b[self.p..self.p + n];
         self.p += n;
@@ -133,28 +149,43 @@ fn put_uint(out: &mut Vec<u8>, v: u64, size: u8) {
 }
 
 fn parse_iloc(body: &[u8]) -> Result<Iloc> {
-    let mut c = Cur { b: body, p: 0, what: "iloc" };
+    let mut c = Cur {
+        b: body,
+        p: 0,
+        what: "iloc",
+    };
     let version = c.take(4)?[0];
     if version > 2 {
-        return Err(MetaError::unsupported(format!("iloc version {version} is not supported")));
+        return Err(MetaError::unsupported(format!(
+            "iloc version {version} is not supported"
+        )));
     }
     let s = c.take(2)?;
     let (offset_size, length_size, base_size) = (s[0] >> 4, s[0] & 15, s[1] >> 4);
     let index_size = if version >= 1 { s[1] & 15 } else { 0 };
     for sz in [offset_size, length_size, base_size, index_size] {
         if ![0, 4, 8].contains(&sz) {
-            return Err(MetaError::malformed(format!("iloc has a field size of {sz} bytes (only 0, 4, 8 are allowed)")));
+            return Err(MetaError::malformed(format!(
+                "iloc has a field size of {sz} bytes (only 0, 4, 8 are allowed)"
+            )));
         }
     }
     let count = if version < 2 { c.uint(2)? } else { c.uint(4)? };
     let min_entry = if version < 2 { 2 } else { 4 } + 2 + base_size as u64 + 2;
     if count.saturating_mul(min_entry) > body.len() as u64 {
-        return Err(MetaError::malformed(format!("iloc declares {count} items, more than its {} bytes can hold", body.len())));
+        return Err(MetaError::malformed(format!(
+            "iloc declares {count} items, more than its {} bytes can hold",
+            body.len()
+        )));
     }
     let mut locs = Vec::with_capacity(count as usize);
     for _ in 0..count {
         let id = if version < 2 { c.uint(2)? } else { c.uint(4)? } as u32;
-        let method = if version >= 1 { (c.uint(2)? & 15) as u8 } else { 0 };
+        let method = if version >= 1 {
+            (c.uint(2)? & 15) as u8
+        } else {
+            0
+        };
         let data_ref = c.uint(2)? as u16;
         let base = c.uint(base_size)?;
         let n = c.uint(2)?;
@@ -163,11 +194,28 @@ fn parse_iloc(body: &[u8]) -> Result<Iloc> {
             let index = if version >= 1 { c.uint(index_size)? } else { 0 };
             let offset = c.uint(offset_size)?;
             let length = c.uint(length_size)?;
-            extents.push(Extent { index, offset, length });
+            extents.push(Extent {
+                index,
+                offset,
+                length,
+            });
         }
-        locs.push(Loc { id, method, data_ref, base, extents });
+        locs.push(Loc {
+            id,
+            method,
+            data_ref,
+            base,
+            extents,
+        });
     }
-    Ok(Iloc { version, offset_size, length_size, base_size, index_size, locs })
+    Ok(Iloc {
+        version,
+        offset_size,
+        length_size,
+        base_size,
+        index_size,
+        locs,
+    })
 }
 
 fn write_iloc(il: &Iloc) -> Vec<u8> {
@@ -205,16 +253,25 @@ fn make_box(ty: &[u8; 4], body: &[u8]) -> Vec<u8> {
 
 fn parse_iinf(src: &mut dyn Source, b: &BoxRef, len: u64) -> Result<Vec<Item>> {
     let body = read_at(src, b.body(), b.size - b.header, len, "iinf box")?;
-    let version = *body.first().ok_or_else(|| MetaError::malformed("iinf box is empty"))?;
+    let version = *body
+        .first()
+        .ok_or_else(|| MetaError::malformed("iinf box is empty"))?;
     let start = if version == 0 { 6 } else { 8 };
     if body.len() < start {
         return Err(MetaError::malformed("iinf box is truncated"));
     }
     let mut items = Vec::new();
     let base = b.body();
-    for infe in boxes(src, base + start as u64, b.end(), "iinf")?.iter().filter(|x| &x.ty == b"infe") {
+    for infe in boxes(src, base + start as u64, b.end(), "iinf")?
+        .iter()
+        .filter(|x| &x.ty == b"infe")
+    {
         let rel = (infe.body() - base) as usize;
-        let mut c = Cur { b: &body[rel..(infe.end() - base) as usize], p: 0, what: "infe" };
+        let mut c = Cur {
+            b: &body[rel..(infe.end() - base) as usize],
+            p: 0,
+            what: "infe",
+        };
         let v = c.take(4)?[0];
         let (id, ty) = match v {
             0 | 1 => {
@@ -230,8 +287,16 @@ fn parse_iinf(src: &mut dyn Source, b: &BoxRef, len: u64) -> Result<Vec<Item>> {
             }
         };
         c.cstr()?; // item_name
-        let content_type = if &ty == b"mime" { c.cstr()? } else { String::new() };
-        items.push(Item { id, ty, content_type });
+        let content_type = if &ty == b"mime" {
+            c.cstr()?
+        } else {
+            String::new()
+        };
+        items.push(Item {
+            id,
+            ty,
+            content_type,
+        });
     }
     Ok(items)
 }
@@ -262,7 +327,14 @@ fn parse(src: &mut dyn Source, len: u64) -> Result<Meta> {
     };
     let iloc = match find(b"iloc") {
         Some(b) => parse_iloc(&read_at(src, b.body(), b.size - b.header, len, "iloc box")?)?,
-        None => Iloc { version: 1, offset_size: 4, length_size: 4, base_size: 0, index_size: 0, locs: Vec::new() },
+        None => Iloc {
+            version: 1,
+            offset_size: 4,
+            length_size: 4,
+            base_size: 0,
+            index_size: 0,
+            locs: Vec::new(),
+        },
     };
     let primary = match find(b"pitm") {
         Some(b) => {
@@ -276,12 +348,22 @@ fn parse(src: &mut dyn Source, len: u64) -> Result<Meta> {
         None => None,
     };
     let idat = find(b"idat");
-    Ok(Meta { top, meta, children, items, iloc, idat, primary })
+    Ok(Meta {
+        top,
+        meta,
+        children,
+        items,
+        iloc,
+        idat,
+        primary,
+    })
 }
 
 impl Meta {
     fn xmp_item(&self) -> Option<&Item> {
-        self.items.iter().find(|i| &i.ty == b"mime" && i.content_type.trim() == XMP_MIME)
+        self.items
+            .iter()
+            .find(|i| &i.ty == b"mime" && i.content_type.trim() == XMP_MIME)
     }
 
     fn loc(&self, id: u32) -> Option<&Loc> {
@@ -290,13 +372,30 @@ impl Meta {
 
     /// Absolute file ranges holding an item's bytes.
     fn ranges(&self, id: u32) -> Result<Vec<(u64, u64)>> {
-        let loc = self.loc(id).ok_or_else(|| MetaError::malformed(format!("item {id} has no iloc entry")))?;
+        let loc = self
+            .loc(id)
+            .ok_or_else(|| MetaError::malformed(format!("item {id} has no iloc entry")))?;
         let origin = match (loc.method, loc.data_ref) {
             (0, 0) => 0,
-            (1, _) => self.idat.as_ref().ok_or_else(|| MetaError::malformed(format!("item {id} is in idat but there is no idat box")))?.body(),
-            _ => return Err(MetaError::unsupported(format!("item {id} uses construction method {} or an external data reference", loc.method))),
+            (1, _) => self
+                .idat
+                .as_ref()
+                .ok_or_else(|| {
+                    MetaError::malformed(format!("item {id} is in idat but there is no idat box"))
+                })?
+                .body(),
+            _ => {
+                return Err(MetaError::unsupported(format!(
+                    "item {id} uses construction method {} or an external data reference",
+                    loc.method
+                )))
+            }
         };
-        Ok(loc.extents.iter().map(|e| (origin + loc.base + e.offset, e.length)).collect())
+        Ok(loc
+            .extents
+            .iter()
+            .map(|e| (origin + loc.base + e.offset, e.length))
+            .collect())
     }
 
     fn item_bytes(&self, src: &mut dyn Source, id: u32, len: u64) -> Result<Vec<u8>> {
@@ -304,7 +403,9 @@ impl Meta {
         for (at, n) in self.ranges(id)? {
             let n = if n == 0 { len.saturating_sub(at) } else { n };
             if out.len() as u64 + n > MAX_CARRIER {
-                return Err(MetaError::too_large(format!("item {id} is larger than the metadata limit")));
+                return Err(MetaError::too_large(format!(
+                    "item {id} is larger than the metadata limit"
+                )));
             }
             out.extend(read_at(src, at, n, len, &format!("item {id} data"))?);
         }
@@ -358,66 +459,124 @@ impl FormatHandler for Heif {
             match m.item_bytes(src, item.id, len) {
                 Ok(bytes) if is_xmp => scan.add_xmp("heif:item:XMP", &bytes),
                 Ok(bytes) => match bytes.get(..4).map(be_u32) {
-                    Some(skip) if (skip as usize) + 4 <= bytes.len() => scan.add_exif("heif:item:Exif", &bytes[4 + skip as usize..]),
-                    _ => scan.problem("heif:item:Exif", "Exif item is shorter than its header offset"),
+                    Some(skip) if (skip as usize) + 4 <= bytes.len() => {
+                        scan.add_exif("heif:item:Exif", &bytes[4 + skip as usize..])
+                    }
+                    _ => scan.problem(
+                        "heif:item:Exif",
+                        "Exif item is shorter than its header offset",
+                    ),
                 },
-                Err(e) => scan.problem(if is_xmp { "heif:item:XMP" } else { "heif:item:Exif" }, e.message),
+                Err(e) => scan.problem(
+                    if is_xmp {
+                        "heif:item:XMP"
+                    } else {
+                        "heif:item:Exif"
+                    },
+                    e.message,
+                ),
             }
         }
         Ok(scan)
     }
 
-    fn write(&self, src: &mut dyn Source, dst: &mut dyn Sink, label_json: &str, opts: &WriteOptions) -> Result<()> {
+    fn write(
+        &self,
+        src: &mut dyn Source,
+        dst: &mut dyn Sink,
+        label_json: &str,
+        opts: &WriteOptions,
+    ) -> Result<()> {
         let len = check_ftyp(src)?;
         let m = parse(src, len)?;
         if m.top.iter().any(|b| &b.ty == b"moov") {
-            return Err(MetaError::unsupported("HEIF image sequences (a moov track) are not supported yet"));
+            return Err(MetaError::unsupported(
+                "HEIF image sequences (a moov track) are not supported yet",
+            ));
         }
         let old_xmp = m.xmp_item().map(|i| i.id);
         let existing = match old_xmp {
-            Some(id) => Some(
-                String::from_utf8(m.item_bytes(src, id, len)?)
-                    .map_err(|_| MetaError::malformed("the HEIF XMP item is not UTF-8; refusing to rewrite it"))?,
-            ),
+            Some(id) => Some(String::from_utf8(m.item_bytes(src, id, len)?).map_err(|_| {
+                MetaError::malformed("the HEIF XMP item is not UTF-8; refusing to rewrite it")
+            })?),
             None => None,
         };
-        let packet = xmp::merge(existing.as_deref(), label_json, opts.iptc)
-            .map_err(|e| MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP")))?;
+        let packet = xmp::merge(existing.as_deref(), label_json, opts.iptc).map_err(|e| {
+            MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP"))
+        })?;
+        let last = m.top.last().expect("meta was found");
+        if last.at + last.size == len && be_u32(&read_at(src, last.at, 4, len, "box header")?) == 0
+        {
+            return Err(MetaError::unsupported(
+                "the last box runs to the end of the file (size 0); cannot append the XMP after it",
+            ));
+        }
 
-        // idat: old contents (old XMP bytes blanked) + the new packet.
-        let mut idat = match &m.idat {
-            Some(b) => read_at(src, b.body(), b.size - b.header, len, "idat box")?,
-            None => Vec::new(),
-        };
+        // Where the old packet goes: a trailing mdat that holds only it (what an earlier run
+        // wrote) is dropped; bytes elsewhere are blanked so no stale label copy stays.
+        let mut keep_until = len;
         let mut blank_in_file: Vec<(u64, u64)> = Vec::new();
+        let mut idat: Option<Vec<u8>> = None;
         if let Some(id) = old_xmp {
+            let ranges = m.ranges(id)?;
             let in_idat = m.loc(id).is_some_and(|l| l.method == 1);
-            for (at, n) in m.ranges(id)? {
-                if in_idat {
-                    let rel = (at - m.idat.as_ref().expect("checked by ranges").body()) as usize;
-                    idat[rel..rel + n as usize].fill(b' ');
-                } else {
-                    blank_in_file.push((at, n));
+            if !in_idat
+                && ranges.len() == 1
+                && &last.ty == b"mdat"
+                && ranges[0] == (last.body(), last.size - last.header)
+                && last.at > m.meta.at
+            {
+                keep_until = last.at;
+            } else if in_idat {
+                let b = m.idat.as_ref().expect("checked by ranges");
+                let mut bytes = read_at(src, b.body(), b.size - b.header, len, "idat box")?;
+                for (at, n) in ranges {
+                    let rel = (at - b.body()) as usize;
+                    bytes[rel..rel + n as usize].fill(b' ');
                 }
+                idat = Some(bytes);
+            } else {
+                blank_in_file.extend(ranges);
             }
         }
-        let xmp_offset = idat.len() as u64;
-        idat.extend_from_slice(packet.as_bytes());
 
-        let mut iloc = Iloc { locs: m.iloc.locs.clone(), ..m.iloc };
-        iloc.version = iloc.version.max(1);
+        let mut iloc = Iloc {
+            locs: m.iloc.locs.clone(),
+            ..m.iloc
+        };
         iloc.offset_size = iloc.offset_size.max(4);
         iloc.length_size = iloc.length_size.max(4);
-        let xmp_loc = |id: u32| Loc { id, method: 1, data_ref: 0, base: 0, extents: vec![Extent { index: 0, offset: xmp_offset, length: packet.len() as u64 }] };
         let (xmp_id, new_item) = match old_xmp {
             Some(id) => (id, false),
-            None => (m.items.iter().map(|i| i.id).chain(iloc.locs.iter().map(|l| l.id)).max().unwrap_or(0) + 1, true),
+            None => (
+                m.items
+                    .iter()
+                    .map(|i| i.id)
+                    .chain(iloc.locs.iter().map(|l| l.id))
+                    .max()
+                    .unwrap_or(0)
+                    + 1,
+                true,
+            ),
         };
-        iloc.locs.retain(|l| l.id != xmp_id);
-        iloc.locs.push(xmp_loc(xmp_id));
         if iloc.version < 2 && xmp_id > 0xFFFF {
-            return Err(MetaError::unsupported("HEIF has too many items for a 16-bit item ID"));
+            return Err(MetaError::unsupported(
+                "HEIF has too many items for a 16-bit item ID",
+            ));
         }
+        iloc.locs.retain(|l| l.id != xmp_id);
+        let original = iloc.locs.clone();
+        iloc.locs.push(Loc {
+            id: xmp_id,
+            method: 0,
+            data_ref: 0,
+            base: 0,
+            extents: vec![Extent {
+                index: 0,
+                offset: 0,
+                length: packet.len() as u64,
+            }],
+        });
 
         let mut replaced: Vec<([u8; 4], Vec<u8>)> = Vec::new();
         if new_item {
@@ -426,27 +585,42 @@ impl FormatHandler for Heif {
                 replaced.push((*b"iref", iref_with_cdsc(src, &m, len, xmp_id, primary)?));
             }
         }
-        replaced.push((*b"idat", make_box(b"idat", &idat)));
+        if let Some(bytes) = &idat {
+            replaced.push((*b"idat", make_box(b"idat", bytes)));
+        }
 
-        // Shift file offsets that point past meta by the growth of meta; the iloc size does not
-        // depend on the values (sizes are fixed above), except when 4-byte offsets overflow.
+        // File offsets past meta move by the growth of meta (delta); the packet goes in an mdat
+        // appended at the end. Iterate to a fixed point: offsets widened to 8 bytes grow meta.
         let old_meta_end = m.meta.end();
-        let original = iloc.locs.clone();
-        let shift_iloc = |iloc: &mut Iloc, delta: i64| -> Result<()> {
+        let relocate = |iloc: &mut Iloc, delta: i64| -> Result<()> {
             for (l, o) in iloc.locs.iter_mut().zip(&original) {
                 if l.method != 0 || l.data_ref != 0 {
                     continue;
                 }
-                let shift = |v: u64| if v >= old_meta_end { v.checked_add_signed(delta) } else { Some(v) };
+                let shift = |v: u64| {
+                    if v >= old_meta_end {
+                        v.checked_add_signed(delta)
+                    } else {
+                        Some(v)
+                    }
+                };
+                let bad = || MetaError::malformed("iloc offset underflow while shifting");
                 if o.base != 0 {
-                    l.base = shift(o.base).ok_or_else(|| MetaError::malformed("iloc offset underflow"))?;
+                    l.base = shift(o.base).ok_or_else(bad)?;
                 } else {
                     for (e, oe) in l.extents.iter_mut().zip(&o.extents) {
-                        e.offset = shift(oe.offset).ok_or_else(|| MetaError::malformed("iloc offset underflow"))?;
+                        e.offset = shift(oe.offset).ok_or_else(bad)?;
                     }
                 }
             }
-            let max = iloc.locs.iter().flat_map(|l| l.extents.iter().map(move |e| l.base.max(e.offset))).max().unwrap_or(0);
+            let xmp_at = (keep_until as i64 + delta) as u64 + 8;
+            iloc.locs.last_mut().expect("pushed above").extents[0].offset = xmp_at;
+            let max = iloc
+                .locs
+                .iter()
+                .flat_map(|l| l.extents.iter().map(move |e| l.base.max(e.offset)))
+                .max()
+                .unwrap_or(0);
             if max > u32::MAX as u64 {
                 iloc.offset_size = 8;
                 if iloc.base_size == 4 {
@@ -455,28 +629,36 @@ impl FormatHandler for Heif {
             }
             Ok(())
         };
-        let meta_header = m.meta.header;
         let mut delta = 0i64;
-        // Fixed point: shifting can widen iloc offsets to 8 bytes, which grows meta once more.
-        for _ in 0..3 {
-            shift_iloc(&mut iloc, delta)?;
-            let size = assemble_meta(src, &m, len, &replaced, &write_iloc(&iloc), meta_header)?.len() as i64;
-            let new_delta = size - m.meta.size as i64;
-            if new_delta == delta {
+        for _ in 0..4 {
+            relocate(&mut iloc, delta)?;
+            let size = assemble_meta(src, &m, len, &replaced, &write_iloc(&iloc), m.meta.header)?
+                .len() as i64;
+            let grown = size - m.meta.size as i64;
+            if grown == delta {
                 break;
             }
-            delta = new_delta;
+            delta = grown;
         }
-        shift_iloc(&mut iloc, delta)?;
-        let meta_bytes = assemble_meta(src, &m, len, &replaced, &write_iloc(&iloc), meta_header)?;
+        relocate(&mut iloc, delta)?;
+        let meta_bytes = assemble_meta(src, &m, len, &replaced, &write_iloc(&iloc), m.meta.header)?;
         if meta_bytes.len() as i64 - m.meta.size as i64 != delta {
-            return Err(MetaError::malformed("HEIF meta box size did not settle while shifting offsets"));
+            return Err(MetaError::malformed(
+                "HEIF meta box size did not settle while shifting offsets",
+            ));
         }
 
         copy_range(src, dst, 0, m.meta.at)?;
         dst.write_all(&meta_bytes)?;
-        copy_rest(src, dst, old_meta_end)?;
-        let moved = |at: u64| if at >= old_meta_end { (at as i64 + delta) as u64 } else { at };
+        copy_range(src, dst, old_meta_end, keep_until - old_meta_end)?;
+        dst.write_all(&make_box(b"mdat", packet.as_bytes()))?;
+        let moved = |at: u64| {
+            if at >= old_meta_end {
+                (at as i64 + delta) as u64
+            } else {
+                at
+            }
+        };
         for (at, n) in blank_in_file {
             patch(dst, moved(at), &vec![b' '; n as usize])?;
         }
@@ -502,7 +684,14 @@ impl FormatHandler for Heif {
 
 /// The new `meta` box: original children in order, with `iloc` and the `replaced` boxes swapped
 /// in (those that did not exist are added at the end).
-fn assemble_meta(src: &mut dyn Source, m: &Meta, len: u64, replaced: &[([u8; 4], Vec<u8>)], iloc: &[u8], header: u64) -> Result<Vec<u8>> {
+fn assemble_meta(
+    src: &mut dyn Source,
+    m: &Meta,
+    len: u64,
+    replaced: &[([u8; 4], Vec<u8>)],
+    iloc: &[u8],
+    header: u64,
+) -> Result<Vec<u8>> {
     let mut body = read_at(src, m.meta.body(), 4, len, "meta box")?; // version and flags
     let mut used = vec![false; replaced.len()];
     let mut have_iloc = false;
@@ -561,7 +750,9 @@ fn iinf_with_xmp(src: &mut dyn Source, m: &Meta, len: u64, id: u32) -> Result<Ve
     };
     let mut body = read_at(src, old.body(), old.size - old.header, len, "iinf box")?;
     if body[0] == 0 {
-        let n = be_u16(&body[4..]).checked_add(1).ok_or_else(|| MetaError::unsupported("iinf holds 65535 items already"))?;
+        let n = be_u16(&body[4..])
+            .checked_add(1)
+            .ok_or_else(|| MetaError::unsupported("iinf holds 65535 items already"))?;
         body[4..6].copy_from_slice(&n.to_be_bytes());
     } else {
         let n = be_u32(&body[4..]) + 1;
@@ -582,7 +773,9 @@ fn iref_with_cdsc(src: &mut dyn Source, m: &Meta, len: u64, from: u32, to: u32) 
         None => (vec![0, 0, 0, 0], false),
     };
     if !wide && (from > 0xFFFF || to > 0xFFFF) {
-        return Err(MetaError::unsupported("iref version 0 cannot reference item IDs above 65535"));
+        return Err(MetaError::unsupported(
+            "iref version 0 cannot reference item IDs above 65535",
+        ));
     }
     let size = if wide { 4 } else { 2 };
     let mut r = Vec::new();

@@ -7,7 +7,7 @@ use crate::bytes::{be_u16, copy_range, copy_rest, read_array, read_at, source_le
 use crate::error::{MetaError, Result};
 use crate::handler::{Format, FormatHandler, Scan, WriteOptions};
 use crate::xmp;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::SeekFrom;
 
 const XMP_SIG: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
 const EXIF_SIG: &[u8] = b"Exif\0\0";
@@ -52,7 +52,9 @@ fn walk(src: &mut dyn Source, len: u64) -> std::result::Result<Layout, (Layout, 
     let mut pos = 2u64;
     loop {
         if pos >= len {
-            let e = MetaError::malformed(format!("JPEG ends at offset {len} before any image data (no SOS marker; truncated)"));
+            let e = MetaError::malformed(format!(
+                "JPEG ends at offset {len} before any image data (no SOS marker; truncated)"
+            ));
             return Err((layout, e));
         }
         let at = pos;
@@ -72,13 +74,25 @@ fn walk(src: &mut dyn Source, len: u64) -> std::result::Result<Layout, (Layout, 
             pos += 1;
             match marker {
                 0xDA | 0xD9 => Ok(None),
-                0xD8 => Err(MetaError::malformed(format!("JPEG has a second SOI marker at offset {at}"))),
-                0x01 | 0xD0..=0xD7 => Ok(Some(Segment { marker, at, payload_at: pos, payload_len: 0, kind: Kind::Other })),
-                0x00 => Err(MetaError::malformed(format!("JPEG has an invalid marker 0xFF00 at offset {at}"))),
+                0xD8 => Err(MetaError::malformed(format!(
+                    "JPEG has a second SOI marker at offset {at}"
+                ))),
+                0x01 | 0xD0..=0xD7 => Ok(Some(Segment {
+                    marker,
+                    at,
+                    payload_at: pos,
+                    payload_len: 0,
+                    kind: Kind::Other,
+                })),
+                0x00 => Err(MetaError::malformed(format!(
+                    "JPEG has an invalid marker 0xFF00 at offset {at}"
+                ))),
                 _ => {
                     let l = be_u16(&read_array::<2>(src)?) as u64;
                     if l < 2 {
-                        return Err(MetaError::malformed(format!("JPEG segment 0xFF{marker:02X} at offset {at} has length {l}")));
+                        return Err(MetaError::malformed(format!(
+                            "JPEG segment 0xFF{marker:02X} at offset {at} has length {l}"
+                        )));
                     }
                     let payload_at = pos + 2;
                     let payload_len = l - 2;
@@ -97,7 +111,13 @@ fn walk(src: &mut dyn Source, len: u64) -> std::result::Result<Layout, (Layout, 
                             kind = Kind::Exif;
                         }
                     }
-                    Ok(Some(Segment { marker, at, payload_at, payload_len, kind }))
+                    Ok(Some(Segment {
+                        marker,
+                        at,
+                        payload_at,
+                        payload_len,
+                        kind,
+                    }))
                 }
             }
         })();
@@ -147,7 +167,13 @@ impl FormatHandler for Jpeg {
             match seg.kind {
                 Kind::Xmp => {
                     let skip = XMP_SIG.len() as u64;
-                    let packet = read_at(src, seg.payload_at + skip, seg.payload_len - skip, len, "APP1 XMP")?;
+                    let packet = read_at(
+                        src,
+                        seg.payload_at + skip,
+                        seg.payload_len - skip,
+                        len,
+                        "APP1 XMP",
+                    )?;
                     scan.add_xmp("jpeg:APP1:XMP", &packet);
                 }
                 Kind::Exif => {
@@ -166,21 +192,37 @@ impl FormatHandler for Jpeg {
         Ok(scan)
     }
 
-    fn write(&self, src: &mut dyn Source, dst: &mut dyn Sink, label_json: &str, opts: &WriteOptions) -> Result<()> {
+    fn write(
+        &self,
+        src: &mut dyn Source,
+        dst: &mut dyn Sink,
+        label_json: &str,
+        opts: &WriteOptions,
+    ) -> Result<()> {
         let len = check_soi(src)?;
         let layout = walk(src, len).map_err(|(_, e)| e)?;
         let existing = match layout.segments.iter().find(|s| s.kind == Kind::Xmp) {
             Some(seg) => {
                 let skip = XMP_SIG.len() as u64;
-                let raw = read_at(src, seg.payload_at + skip, seg.payload_len - skip, len, "APP1 XMP")?;
+                let raw = read_at(
+                    src,
+                    seg.payload_at + skip,
+                    seg.payload_len - skip,
+                    len,
+                    "APP1 XMP",
+                )?;
                 Some(String::from_utf8(raw).map_err(|_| {
-                    MetaError::malformed(format!("the XMP in APP1 at offset {} is not UTF-8; refusing to rewrite it", seg.at))
+                    MetaError::malformed(format!(
+                        "the XMP in APP1 at offset {} is not UTF-8; refusing to rewrite it",
+                        seg.at
+                    ))
                 })?)
             }
             None => None,
         };
-        let packet = xmp::merge(existing.as_deref(), label_json, opts.iptc)
-            .map_err(|e| MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP")))?;
+        let packet = xmp::merge(existing.as_deref(), label_json, opts.iptc).map_err(|e| {
+            MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP"))
+        })?;
         if packet.len() > MAX_XMP {
             return Err(MetaError::too_large(format!(
                 "the XMP packet would be {} bytes; one APP1 segment holds {MAX_XMP} (extended XMP is not written)",
@@ -192,7 +234,12 @@ impl FormatHandler for Jpeg {
             .segments
             .iter()
             .position(|s| s.kind == Kind::Xmp)
-            .or_else(|| layout.segments.iter().position(|s| !(s.marker == 0xE0 || s.kind == Kind::Exif)))
+            .or_else(|| {
+                layout
+                    .segments
+                    .iter()
+                    .position(|s| !(s.marker == 0xE0 || s.kind == Kind::Exif))
+            })
             .unwrap_or(layout.segments.len());
 
         copy_range(src, dst, 0, 2)?;
@@ -203,8 +250,10 @@ impl FormatHandler for Jpeg {
             match seg.kind {
                 Kind::Xmp => {}
                 Kind::Exif => {
-                    let mut block = read_at(src, seg.payload_at, seg.payload_len, len, "APP1 Exif")?;
-                    let changed = crate::tiff_ifd::blank_label_comments(&mut block).is_ok_and(|(_, c)| c);
+                    let mut block =
+                        read_at(src, seg.payload_at, seg.payload_len, len, "APP1 Exif")?;
+                    let changed =
+                        crate::tiff_ifd::blank_label_comments(&mut block).is_ok_and(|(_, c)| c);
                     if changed {
                         copy_range(src, dst, seg.at, seg.payload_at - seg.at)?;
                         dst.write_all(&block)?;

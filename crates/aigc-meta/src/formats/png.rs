@@ -6,7 +6,7 @@ use crate::bytes::{be_u32, copy_rest, read_array, read_at, source_len, Sink, Sou
 use crate::error::{MetaError, Result};
 use crate::handler::{Format, FormatHandler, Scan, WriteOptions};
 use crate::xmp;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, SeekFrom};
 
 const SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
 const XMP_KEYWORD: &[u8] = b"XML:com.adobe.xmp";
@@ -32,9 +32,6 @@ struct Chunk {
 }
 
 impl Chunk {
-    fn data_at(&self) -> u64 {
-        self.at + 8
-    }
     fn end(&self) -> u64 {
         self.at + 12 + self.len
     }
@@ -58,7 +55,9 @@ fn walk(src: &mut dyn Source, len: u64) -> std::result::Result<Layout, (Layout, 
     while pos < len {
         let step = (|| -> Result<Chunk> {
             if pos + 12 > len {
-                return Err(MetaError::malformed(format!("PNG ends inside a chunk header at offset {pos} (truncated)")));
+                return Err(MetaError::malformed(format!(
+                    "PNG ends inside a chunk header at offset {pos} (truncated)"
+                )));
             }
             src.seek(SeekFrom::Start(pos))?;
             let head = read_array::<8>(src)?;
@@ -92,7 +91,12 @@ fn walk(src: &mut dyn Source, len: u64) -> std::result::Result<Layout, (Layout, 
                 b"eXIf" => Kind::Exif,
                 _ => Kind::Other,
             };
-            Ok(Chunk { at: pos, len: clen, ty, kind })
+            Ok(Chunk {
+                at: pos,
+                len: clen,
+                ty,
+                kind,
+            })
         })();
         match step {
             Ok(chunk) => {
@@ -107,16 +111,28 @@ fn walk(src: &mut dyn Source, len: u64) -> std::result::Result<Layout, (Layout, 
             Err(e) => return Err((layout, e)),
         }
     }
-    let e = MetaError::malformed(format!("PNG ends at offset {len} without an IEND chunk (truncated)"));
+    let e = MetaError::malformed(format!(
+        "PNG ends at offset {len} without an IEND chunk (truncated)"
+    ));
     Err((layout, e))
 }
 
 /// Reads a chunk's data and checks its CRC.
 fn read_chunk(src: &mut dyn Source, c: &Chunk, len: u64) -> Result<Vec<u8>> {
-    let all = read_at(src, c.at + 4, 4 + c.len + 4, len, &format!("PNG {} chunk", c.name()))?;
+    let all = read_at(
+        src,
+        c.at + 4,
+        4 + c.len + 4,
+        len,
+        &format!("PNG {} chunk", c.name()),
+    )?;
     let (body, crc) = all.split_at(all.len() - 4);
     if crc32fast::hash(body) != be_u32(crc) {
-        return Err(MetaError::malformed(format!("PNG {} chunk at offset {} has a bad CRC (corrupt)", c.name(), c.at)));
+        return Err(MetaError::malformed(format!(
+            "PNG {} chunk at offset {} has a bad CRC (corrupt)",
+            c.name(),
+            c.at
+        )));
     }
     Ok(body[4..].to_vec())
 }
@@ -126,9 +142,13 @@ fn inflate(data: &[u8], what: &str) -> Result<Vec<u8>> {
     flate2::read::ZlibDecoder::new(data)
         .take(MAX_CARRIER + 1)
         .read_to_end(&mut out)
-        .map_err(|e| MetaError::malformed(format!("{what}: compressed text does not inflate: {e}")))?;
+        .map_err(|e| {
+            MetaError::malformed(format!("{what}: compressed text does not inflate: {e}"))
+        })?;
     if out.len() as u64 > MAX_CARRIER {
-        return Err(MetaError::too_large(format!("{what}: text inflates past {MAX_CARRIER} bytes")));
+        return Err(MetaError::too_large(format!(
+            "{what}: text inflates past {MAX_CARRIER} bytes"
+        )));
     }
     Ok(out)
 }
@@ -136,13 +156,22 @@ fn inflate(data: &[u8], what: &str) -> Result<Vec<u8>> {
 /// The text of a `tEXt`, `zTXt` or `iTXt` chunk's data.
 fn chunk_text(ty: &[u8; 4], data: &[u8]) -> Result<Vec<u8>> {
     let what = format!("PNG {} chunk", String::from_utf8_lossy(ty));
-    let nul = data.iter().position(|&b| b == 0).ok_or_else(|| MetaError::malformed(format!("{what} has no keyword terminator")))?;
+    let nul = data
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or_else(|| MetaError::malformed(format!("{what} has no keyword terminator")))?;
     let rest = &data[nul + 1..];
     match ty {
-        b"tEXt" => Ok(rest.iter().map(|&b| b as char).collect::<String>().into_bytes()),
+        b"tEXt" => Ok(rest
+            .iter()
+            .map(|&b| b as char)
+            .collect::<String>()
+            .into_bytes()),
         b"zTXt" => {
             if rest.is_empty() || rest[0] != 0 {
-                return Err(MetaError::malformed(format!("{what} has an unknown compression method")));
+                return Err(MetaError::malformed(format!(
+                    "{what} has an unknown compression method"
+                )));
             }
             inflate(&rest[1..], &what)
         }
@@ -153,13 +182,18 @@ fn chunk_text(ty: &[u8; 4], data: &[u8]) -> Result<Vec<u8>> {
             let (flag, method) = (rest[0], rest[1]);
             let mut p = &rest[2..];
             for _ in 0..2 {
-                let z = p.iter().position(|&b| b == 0).ok_or_else(|| MetaError::malformed(format!("{what} is truncated")))?;
+                let z = p
+                    .iter()
+                    .position(|&b| b == 0)
+                    .ok_or_else(|| MetaError::malformed(format!("{what} is truncated")))?;
                 p = &p[z + 1..];
             }
             match (flag, method) {
                 (0, _) => Ok(p.to_vec()),
                 (1, 0) => inflate(p, &what),
-                _ => Err(MetaError::malformed(format!("{what} has an unknown compression method"))),
+                _ => Err(MetaError::malformed(format!(
+                    "{what} has an unknown compression method"
+                ))),
             }
         }
     }
@@ -202,18 +236,32 @@ impl FormatHandler for Png {
                 Kind::Label => format!("png:{}:AIGC", c.name()),
                 _ => "png:eXIf".to_string(),
             };
-            let text = read_chunk(src, c, len).and_then(|d| if c.kind == Kind::Exif { Ok(d) } else { chunk_text(&c.ty, &d) });
+            let text = read_chunk(src, c, len).and_then(|d| {
+                if c.kind == Kind::Exif {
+                    Ok(d)
+                } else {
+                    chunk_text(&c.ty, &d)
+                }
+            });
             match (c.kind, text) {
                 (_, Err(e)) => scan.problem(&carrier, e.message),
                 (Kind::Xmp, Ok(t)) => scan.add_xmp(&carrier, &t),
-                (Kind::Label, Ok(t)) => scan.add_json(&carrier, String::from_utf8_lossy(&t).into_owned()),
+                (Kind::Label, Ok(t)) => {
+                    scan.add_json(&carrier, String::from_utf8_lossy(&t).into_owned())
+                }
                 (_, Ok(block)) => scan.add_exif("png:eXIf", &block),
             }
         }
         Ok(scan)
     }
 
-    fn write(&self, src: &mut dyn Source, dst: &mut dyn Sink, label_json: &str, opts: &WriteOptions) -> Result<()> {
+    fn write(
+        &self,
+        src: &mut dyn Source,
+        dst: &mut dyn Sink,
+        label_json: &str,
+        opts: &WriteOptions,
+    ) -> Result<()> {
         let len = check_signature(src)?;
         let layout = walk(src, len).map_err(|(_, e)| e)?;
         let first_idat = layout
@@ -224,12 +272,15 @@ impl FormatHandler for Png {
         let existing = match layout.chunks.iter().find(|c| c.kind == Kind::Xmp) {
             Some(c) => {
                 let text = chunk_text(&c.ty, &read_chunk(src, c, len)?)?;
-                Some(String::from_utf8(text).map_err(|_| MetaError::malformed("the PNG XMP text is not UTF-8; refusing to rewrite it"))?)
+                Some(String::from_utf8(text).map_err(|_| {
+                    MetaError::malformed("the PNG XMP text is not UTF-8; refusing to rewrite it")
+                })?)
             }
             None => None,
         };
-        let packet = xmp::merge(existing.as_deref(), label_json, opts.iptc)
-            .map_err(|e| MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP")))?;
+        let packet = xmp::merge(existing.as_deref(), label_json, opts.iptc).map_err(|e| {
+            MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP"))
+        })?;
         let insert_before = layout
             .chunks
             .iter()
@@ -279,7 +330,11 @@ fn copy_checked(src: &mut dyn Source, dst: &mut dyn Sink, c: &Chunk, buf: &mut [
     }
     let crc = read_array::<4>(src)?;
     if hasher.finalize() != u32::from_be_bytes(crc) {
-        return Err(MetaError::malformed(format!("PNG {} chunk at offset {} has a bad CRC (corrupt)", c.name(), c.at)));
+        return Err(MetaError::malformed(format!(
+            "PNG {} chunk at offset {} has a bad CRC (corrupt)",
+            c.name(),
+            c.at
+        )));
     }
     dst.write_all(&crc)?;
     Ok(())

@@ -9,9 +9,11 @@
 use crate::bytes::{copy_range, read_at, source_len, Sink, Source};
 use crate::error::{MetaError, Result};
 use crate::handler::{Format, FormatHandler, Scan, WriteOptions};
-use crate::tiff_ifd::{self, blank_user_comment, find_user_comments, patch, read_header, read_ifd, TAG_XMP};
+use crate::tiff_ifd::{
+    self, blank_user_comment, find_user_comments, patch, read_header, read_ifd, TAG_XMP,
+};
 use crate::xmp;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::SeekFrom;
 
 pub struct Tiff;
 
@@ -34,7 +36,10 @@ impl FormatHandler for Tiff {
                 let packet = read_at(src, e.value_at, e.value_len, len, "TIFF XMP (tag 700)")?;
                 scan.add_xmp("tiff:IFD0:XMP", &packet);
             }
-            for c in find_user_comments(src, 0, len)?.into_iter().filter(|c| c.is_label()) {
+            for c in find_user_comments(src, 0, len)?
+                .into_iter()
+                .filter(|c| c.is_label())
+            {
                 scan.add_json(&format!("tiff:{}:UserComment", c.ifd), c.text);
             }
             Ok(())
@@ -48,7 +53,13 @@ impl FormatHandler for Tiff {
         Ok(scan)
     }
 
-    fn write(&self, src: &mut dyn Source, dst: &mut dyn Sink, label_json: &str, opts: &WriteOptions) -> Result<()> {
+    fn write(
+        &self,
+        src: &mut dyn Source,
+        dst: &mut dyn Sink,
+        label_json: &str,
+        opts: &WriteOptions,
+    ) -> Result<()> {
         let len = source_len(src)?;
         let h = read_header(src, 0, len)?;
         let ifd0 = read_ifd(src, &h, h.ifd0, len)?;
@@ -56,19 +67,24 @@ impl FormatHandler for Tiff {
         let existing = match old {
             Some(e) => {
                 let raw = read_at(src, e.value_at, e.value_len, len, "TIFF XMP (tag 700)")?;
-                let text = String::from_utf8(raw)
-                    .map_err(|_| MetaError::malformed("the TIFF XMP is not UTF-8; refusing to rewrite it"))?;
+                let text = String::from_utf8(raw).map_err(|_| {
+                    MetaError::malformed("the TIFF XMP is not UTF-8; refusing to rewrite it")
+                })?;
                 Some(text.trim_end_matches('\0').to_string())
             }
             None => None,
         };
-        let packet = xmp::merge(existing.as_deref(), label_json, opts.iptc)
-            .map_err(|e| MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP")))?;
+        let packet = xmp::merge(existing.as_deref(), label_json, opts.iptc).map_err(|e| {
+            MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP"))
+        })?;
         let comments = find_user_comments(src, 0, len)?;
 
         copy_range(src, dst, 0, len)?;
         let out_of_line = |e: &tiff_ifd::Entry| e.value_len > if h.big_tiff { 8 } else { 4 };
-        match old.filter(|e| out_of_line(e)).and_then(|e| xmp::pad_to(&packet, e.value_len as usize).map(|p| (e, p))) {
+        match old
+            .filter(|e| out_of_line(e))
+            .and_then(|e| xmp::pad_to(&packet, e.value_len as usize).map(|p| (e, p)))
+        {
             Some((e, padded)) => patch(dst, e.value_at, padded.as_bytes())?,
             None => append_with_new_ifd0(dst, &h, &ifd0, len, &packet)?,
         }
@@ -83,7 +99,13 @@ impl FormatHandler for Tiff {
     }
 }
 
-fn append_with_new_ifd0(dst: &mut dyn Sink, h: &tiff_ifd::Header, ifd0: &tiff_ifd::Ifd, len: u64, packet: &str) -> Result<()> {
+fn append_with_new_ifd0(
+    dst: &mut dyn Sink,
+    h: &tiff_ifd::Header,
+    ifd0: &tiff_ifd::Ifd,
+    len: u64,
+    packet: &str,
+) -> Result<()> {
     let align = if h.big_tiff { 8 } else { 2 };
     let mut pos = len;
     dst.seek(SeekFrom::Start(pos))?;
@@ -101,7 +123,12 @@ fn append_with_new_ifd0(dst: &mut dyn Sink, h: &tiff_ifd::Header, ifd0: &tiff_if
     pad_to_align(dst, &mut pos)?;
     let ifd_at = pos;
 
-    let mut entries: Vec<Vec<u8>> = ifd0.entries.iter().filter(|e| e.tag != TAG_XMP).map(|e| e.raw.clone()).collect();
+    let mut entries: Vec<Vec<u8>> = ifd0
+        .entries
+        .iter()
+        .filter(|e| e.tag != TAG_XMP)
+        .map(|e| e.raw.clone())
+        .collect();
     let mut xmp_entry = Vec::with_capacity(h.entry_size() as usize);
     xmp_entry.extend_from_slice(&h.u16_bytes(TAG_XMP));
     xmp_entry.extend_from_slice(&h.u16_bytes(1)); // BYTE
@@ -111,9 +138,14 @@ fn append_with_new_ifd0(dst: &mut dyn Sink, h: &tiff_ifd::Header, ifd0: &tiff_if
     entries.sort_by_key(|raw| h.u16(raw));
 
     let count_size = if h.big_tiff { 8 } else { 2 };
-    let ifd_end = ifd_at + count_size + entries.len() as u64 * h.entry_size() + if h.big_tiff { 8 } else { 4 };
+    let ifd_end = ifd_at
+        + count_size
+        + entries.len() as u64 * h.entry_size()
+        + if h.big_tiff { 8 } else { 4 };
     if !h.big_tiff && ifd_end > u32::MAX as u64 {
-        return Err(MetaError::too_large("the TIFF would pass 4 GB; classic TIFF offsets cannot address it"));
+        return Err(MetaError::too_large(
+            "the TIFF would pass 4 GB; classic TIFF offsets cannot address it",
+        ));
     }
     if h.big_tiff {
         dst.write_all(&h.offset_bytes(entries.len() as u64))?;

@@ -7,7 +7,7 @@ use crate::bytes::{copy_range, le_u16, le_u32, read_array, read_at, source_len, 
 use crate::error::{MetaError, Result};
 use crate::handler::{Format, FormatHandler, Scan, WriteOptions};
 use crate::xmp;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::SeekFrom;
 
 const FLAG_XMP: u8 = 0x04;
 const FLAG_ALPHA: u8 = 0x10;
@@ -34,22 +34,34 @@ impl Chunk {
 }
 
 /// The chunks inside `RIFF....WEBP`, and where the RIFF data ends.
-fn walk(src: &mut dyn Source, len: u64) -> std::result::Result<(Vec<Chunk>, u64), (Vec<Chunk>, MetaError)> {
+fn walk(
+    src: &mut dyn Source,
+    len: u64,
+) -> std::result::Result<(Vec<Chunk>, u64), (Vec<Chunk>, MetaError)> {
     let mut chunks = Vec::new();
     let riff = match read_at(src, 0, 12.min(len), len, "RIFF header") {
         Ok(h) if h.len() == 12 && &h[..4] == b"RIFF" && &h[8..12] == b"WEBP" => h,
-        Ok(_) => return Err((chunks, MetaError::malformed("not a WebP file (no RIFF/WEBP header)"))),
+        Ok(_) => {
+            return Err((
+                chunks,
+                MetaError::malformed("not a WebP file (no RIFF/WEBP header)"),
+            ))
+        }
         Err(e) => return Err((chunks, e)),
     };
     let riff_end = 8 + le_u32(&riff[4..]) as u64;
     if riff_end > len {
-        let e = MetaError::malformed(format!("WebP RIFF header declares {riff_end} bytes but the file has {len} (truncated)"));
+        let e = MetaError::malformed(format!(
+            "WebP RIFF header declares {riff_end} bytes but the file has {len} (truncated)"
+        ));
         return Err((chunks, e));
     }
     let mut pos = 12u64;
     while pos < riff_end {
         if pos + 8 > riff_end {
-            let e = MetaError::malformed(format!("WebP ends inside a chunk header at offset {pos} (truncated)"));
+            let e = MetaError::malformed(format!(
+                "WebP ends inside a chunk header at offset {pos} (truncated)"
+            ));
             return Err((chunks, e));
         }
         let step = (|| -> Result<Chunk> {
@@ -57,7 +69,11 @@ fn walk(src: &mut dyn Source, len: u64) -> std::result::Result<(Vec<Chunk>, u64)
             let head = read_array::<8>(src)?;
             let fourcc: [u8; 4] = head[..4].try_into().expect("4 bytes");
             let clen = le_u32(&head[4..]) as u64;
-            let c = Chunk { at: pos, len: clen, fourcc };
+            let c = Chunk {
+                at: pos,
+                len: clen,
+                fourcc,
+            };
             if c.data_at() + clen > riff_end {
                 return Err(MetaError::malformed(format!(
                     "WebP chunk {:?} at offset {pos} declares {clen} bytes past the end of the RIFF data (truncated)",
@@ -85,16 +101,26 @@ fn simple_canvas(src: &mut dyn Source, c: &Chunk, len: u64) -> Result<(u32, u32,
     if c.is(b"VP8 ") {
         let h = read_at(src, c.data_at(), 10.min(c.len), len, "VP8 frame header")?;
         if h.len() < 10 || h[3..6] != [0x9D, 0x01, 0x2A] {
-            return Err(MetaError::malformed("VP8 chunk does not start with a key frame header"));
+            return Err(MetaError::malformed(
+                "VP8 chunk does not start with a key frame header",
+            ));
         }
-        Ok(((le_u16(&h[6..]) & 0x3FFF) as u32, (le_u16(&h[8..]) & 0x3FFF) as u32, false))
+        Ok((
+            (le_u16(&h[6..]) & 0x3FFF) as u32,
+            (le_u16(&h[8..]) & 0x3FFF) as u32,
+            false,
+        ))
     } else {
         let h = read_at(src, c.data_at(), 5.min(c.len), len, "VP8L header")?;
         if h.len() < 5 || h[0] != 0x2F {
             return Err(MetaError::malformed("VP8L chunk has no lossless signature"));
         }
         let bits = le_u32(&h[1..]);
-        Ok(((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, (bits >> 28) & 1 == 1))
+        Ok((
+            (bits & 0x3FFF) + 1,
+            ((bits >> 14) & 0x3FFF) + 1,
+            (bits >> 28) & 1 == 1,
+        ))
     }
 }
 
@@ -133,24 +159,34 @@ impl FormatHandler for Webp {
         Ok(scan)
     }
 
-    fn write(&self, src: &mut dyn Source, dst: &mut dyn Sink, label_json: &str, opts: &WriteOptions) -> Result<()> {
+    fn write(
+        &self,
+        src: &mut dyn Source,
+        dst: &mut dyn Sink,
+        label_json: &str,
+        opts: &WriteOptions,
+    ) -> Result<()> {
         let len = source_len(src)?;
         let (chunks, riff_end) = walk(src, len).map_err(|(_, e)| e)?;
         let existing = match chunks.iter().find(|c| c.is(b"XMP ")) {
             Some(c) => {
                 let raw = read_at(src, c.data_at(), c.len, len, "WebP XMP chunk")?;
-                Some(String::from_utf8(raw).map_err(|_| MetaError::malformed("the WebP XMP chunk is not UTF-8; refusing to rewrite it"))?)
+                Some(String::from_utf8(raw).map_err(|_| {
+                    MetaError::malformed("the WebP XMP chunk is not UTF-8; refusing to rewrite it")
+                })?)
             }
             None => None,
         };
-        let packet = xmp::merge(existing.as_deref(), label_json, opts.iptc)
-            .map_err(|e| MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP")))?;
+        let packet = xmp::merge(existing.as_deref(), label_json, opts.iptc).map_err(|e| {
+            MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP"))
+        })?;
 
         let first = &chunks[0];
         let new_vp8x: Option<[u8; 10]> = if first.is(b"VP8X") {
-            let mut d: [u8; 10] = read_at(src, first.data_at(), 10.min(first.len), len, "VP8X chunk")?
-                .try_into()
-                .map_err(|_| MetaError::malformed("VP8X chunk is shorter than 10 bytes"))?;
+            let mut d: [u8; 10] =
+                read_at(src, first.data_at(), 10.min(first.len), len, "VP8X chunk")?
+                    .try_into()
+                    .map_err(|_| MetaError::malformed("VP8X chunk is shorter than 10 bytes"))?;
             d[0] |= FLAG_XMP;
             Some(d)
         } else if first.is(b"VP8 ") || first.is(b"VP8L") {
@@ -168,12 +204,19 @@ impl FormatHandler for Webp {
         };
         // Spec order: VP8X, ICCP, ANIM, image data, EXIF, XMP, then unknown chunks. The new XMP
         // goes where the old one was, else after the last known chunk.
-        let known: [&[u8; 4]; 8] = [b"VP8X", b"ICCP", b"ANIM", b"ANMF", b"ALPH", b"VP8 ", b"VP8L", b"EXIF"];
+        let known: [&[u8; 4]; 8] = [
+            b"VP8X", b"ICCP", b"ANIM", b"ANMF", b"ALPH", b"VP8 ", b"VP8L", b"EXIF",
+        ];
         let insert_after = chunks
             .iter()
             .position(|c| c.is(b"XMP "))
             .map(|i| i as isize - 1)
-            .unwrap_or_else(|| chunks.iter().rposition(|c| known.iter().any(|k| c.is(k))).unwrap_or(0) as isize);
+            .unwrap_or_else(|| {
+                chunks
+                    .iter()
+                    .rposition(|c| known.iter().any(|k| c.is(k)))
+                    .unwrap_or(0) as isize
+            });
 
         // Output size: header + VP8X + kept chunks + XMP chunk.
         let padded = |n: u64| n + (n & 1);
@@ -183,7 +226,9 @@ impl FormatHandler for Webp {
             body += 8 + padded(c.len);
         }
         if body > u32::MAX as u64 {
-            return Err(MetaError::too_large("the WebP file would exceed the 4 GB RIFF limit"));
+            return Err(MetaError::too_large(
+                "the WebP file would exceed the 4 GB RIFF limit",
+            ));
         }
         dst.write_all(b"RIFF")?;
         dst.write_all(&(body as u32).to_le_bytes())?;
@@ -206,7 +251,9 @@ impl FormatHandler for Webp {
         for (i, c) in chunks.iter().enumerate() {
             if c.is(b"EXIF") {
                 let mut block = read_at(src, c.data_at(), c.len, len, "WebP EXIF chunk")?;
-                if crate::tiff_ifd::blank_label_comments(&mut block).is_ok_and(|(_, changed)| changed) {
+                if crate::tiff_ifd::blank_label_comments(&mut block)
+                    .is_ok_and(|(_, changed)| changed)
+                {
                     copy_range(src, dst, c.at, 8)?;
                     dst.write_all(&block)?;
                     if c.len & 1 == 1 {

@@ -1,0 +1,139 @@
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Puts the labels GB 45438-2025 requires on AI-generated media and checks whether media
+/// carries them.
+#[derive(Parser, Debug)]
+#[command(name = "aigc-label", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// TOML file with defaults (producer, label, propagator, iptc, lenient, jobs). Also read from
+    /// $AIGC_LABEL_CONFIG.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Label AI-generated files: writes the implicit metadata label (one per file).
+    Mark(MarkArgs),
+    /// Check files for labels and report a verdict per file. Never writes.
+    Verify(VerifyArgs),
+    /// As a distributing platform, add your propagator fields to each file's label.
+    Propagate(PropagateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Inputs {
+    /// Files, or folders with -r.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// Walk folders given as inputs.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    /// Files processed at once (default: all cores).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// One JSON object per file on stdout (JSON Lines) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Charset violations are warnings instead of errors.
+    #[arg(long)]
+    pub lenient: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Outputs {
+    /// Output file (one input only).
+    #[arg(short = 'o', long, value_name = "FILE", conflicts_with_all = ["out_dir", "in_place"])]
+    pub output: Option<PathBuf>,
+    /// Write outputs under this folder, mirroring the input tree.
+    #[arg(long, value_name = "DIR", conflicts_with = "in_place")]
+    pub out_dir: Option<PathBuf>,
+    /// Replace each input atomically (written to a temporary file, checked, then renamed).
+    #[arg(long)]
+    pub in_place: bool,
+    /// Do not add IPTC DigitalSourceType=trainedAlgorithmicMedia to the XMP.
+    #[arg(long)]
+    pub no_iptc: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LabelArg {
+    #[value(name = "1")]
+    One,
+    #[value(name = "2")]
+    Two,
+    #[value(name = "3")]
+    Three,
+}
+
+impl LabelArg {
+    pub fn value(self) -> aigc_core::LabelValue {
+        match self {
+            LabelArg::One => aigc_core::LabelValue::Is,
+            LabelArg::Two => aigc_core::LabelValue::Possibly,
+            LabelArg::Three => aigc_core::LabelValue::Suspected,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct MarkArgs {
+    #[command(flatten)]
+    pub inputs: Inputs,
+    #[command(flatten)]
+    pub outputs: Outputs,
+    /// ContentProducer: your provider code (also from the config file or $AIGC_PRODUCER).
+    #[arg(long, value_name = "CODE")]
+    pub producer: Option<String>,
+    /// ProduceID for a single file (default: a fresh unique ID per file).
+    #[arg(long, value_name = "ID")]
+    pub produce_id: Option<String>,
+    /// ReservedCode1: the producer's integrity or signature data.
+    #[arg(long, value_name = "DATA")]
+    pub reserved_code1: Option<String>,
+    /// The Label field: 1 AI-generated, 2 possibly, 3 suspected.
+    #[arg(long, value_enum)]
+    pub label: Option<LabelArg>,
+    /// Skip the metadata label (the only layer images get today, so nothing would be written).
+    #[arg(long)]
+    pub no_metadata: bool,
+    /// Skip the visible label (reserved: the visible layer is not implemented yet).
+    #[arg(long)]
+    pub no_visible: bool,
+    /// Skip the watermark (reserved: the watermark layer is not implemented yet).
+    #[arg(long)]
+    pub no_watermark: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub inputs: Inputs,
+    /// Exit 1 unless every file is compliant.
+    #[arg(long)]
+    pub require: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PropagateArgs {
+    #[command(flatten)]
+    pub inputs: Inputs,
+    #[command(flatten)]
+    pub outputs: Outputs,
+    /// ContentPropagator: your platform's code (also from the config file).
+    #[arg(long, value_name = "CODE")]
+    pub propagator: Option<String>,
+    /// PropagateID for a single file (default: a fresh unique ID per file).
+    #[arg(long, value_name = "ID")]
+    pub propagate_id: Option<String>,
+    /// ReservedCode2: the platform's integrity or signature data.
+    #[arg(long, value_name = "DATA")]
+    pub reserved_code2: Option<String>,
+    /// Label to write when a file has none: 2 (uploader declared AI) or 3 (suspected).
+    #[arg(long, value_enum)]
+    pub label: Option<LabelArg>,
+}
