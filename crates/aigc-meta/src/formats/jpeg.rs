@@ -91,7 +91,7 @@ fn walk(src: &mut dyn Source, len: u64) -> std::result::Result<Layout, (Layout, 
                     let l = be_u16(&read_array::<2>(src)?) as u64;
                     if l < 2 {
                         return Err(MetaError::malformed(format!(
-                            "JPEG segment 0xFF{marker:02X} at offset {at} has length {l}"
+                            "JPEG segment 0xFF{marker:02X} at offset {at} has an impossible length {l} (corrupt)"
                         )));
                     }
                     let payload_at = pos + 2;
