@@ -59,12 +59,19 @@ pub fn open_input(path: &Path) -> Result<(File, &'static dyn FormatHandler)> {
                 .extension()
                 .map(|e| e.to_string_lossy().to_lowercase())
                 .unwrap_or_default();
-            let claimed = match ext.as_str() {
-                "jpg" | "jpeg" | "png" | "webp" | "tif" | "tiff" | "gif" | "heic" | "heif"
-                | "avif" => {
-                    format!(" (named .{ext} but its content is not {ext})")
-                }
-                _ => String::new(),
+            let format = match ext.as_str() {
+                "jpg" | "jpeg" => "JPEG",
+                "png" => "PNG",
+                "webp" => "WebP",
+                "tif" | "tiff" => "TIFF",
+                "gif" => "GIF",
+                "heic" | "heif" | "avif" => "HEIF/AVIF",
+                _ => "",
+            };
+            let claimed = if format.is_empty() {
+                String::new()
+            } else {
+                format!(" (named .{ext} but its content is not {format})")
             };
             Err(MetaError::unsupported(format!(
                 "unsupported or unrecognised format{claimed}; supported: {SUPPORTED}"
