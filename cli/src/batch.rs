@@ -54,12 +54,12 @@ impl<'a> Destination<'a> {
     }
 }
 
+/// Inputs that failed before any work, with the reason.
+pub type Rejected = Vec<(PathBuf, String)>;
+
 /// Expands inputs into jobs. Problems with the inputs themselves (a folder without -r, a missing
 /// path, clashing outputs) become failed outcomes so the rest of the batch still runs.
-pub fn expand(
-    inputs: &Inputs,
-    dest: &Destination,
-) -> Result<(Vec<Job>, Vec<(PathBuf, String)>), String> {
+pub fn expand(inputs: &Inputs, dest: &Destination) -> Result<(Vec<Job>, Rejected), String> {
     let mut jobs = Vec::new();
     let mut failed = Vec::new();
     for root in &inputs.inputs {
@@ -188,7 +188,7 @@ pub struct Summary {
 pub fn run<F>(
     verb: &str,
     jobs: Vec<Job>,
-    pre_failed: Vec<(PathBuf, String)>,
+    pre_failed: Rejected,
     inputs: &Inputs,
     threads: usize,
     work: F,

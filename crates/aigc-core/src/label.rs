@@ -157,8 +157,10 @@ mod tests {
 
     #[test]
     fn escapes_quotes_in_values() {
-        let mut l = Label::default();
-        l.reserved_code1 = "a\"b".into();
+        let l = Label {
+            reserved_code1: "a\"b".into(),
+            ..Label::default()
+        };
         assert!(l.to_json().contains(r#""ReservedCode1":"a\"b""#));
     }
 }

@@ -110,7 +110,7 @@ fn append_with_new_ifd0(
     let mut pos = len;
     dst.seek(SeekFrom::Start(pos))?;
     let pad_to_align = |dst: &mut dyn Sink, pos: &mut u64| -> Result<()> {
-        while *pos % align != 0 {
+        while !pos.is_multiple_of(align) {
             dst.write_all(&[0])?;
             *pos += 1;
         }
