@@ -342,3 +342,19 @@ fn config_file_supplies_the_producer() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("aigc.toml"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_wrong_extension_is_handled_by_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("really-a-png.jpg");
+    std::fs::copy(samples().join("photo.png"), &f).unwrap();
+    let out = dir.path().join("out.jpg");
+    mark(&f, &out, "ext-1");
+    let v = verify_json(&out);
+    assert_eq!(
+        (v["format"].as_str(), v["verdict"].as_str()),
+        (Some("png"), Some("compliant")),
+        "{v}"
+    );
+    assert_eq!(exiftool_label(&out), label_json("ext-1"));
+}

@@ -383,3 +383,35 @@ pub fn patch(dst: &mut dyn crate::bytes::Sink, at: u64, bytes: &[u8]) -> Result<
     dst.write_all(bytes)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A little-endian TIFF whose IFD0 holds one entry: an Exif IFD pointer to `exif_at`.
+    fn tiff_with_exif_pointer(exif_at: u32) -> Vec<u8> {
+        let mut t = b"II*\0".to_vec();
+        t.extend_from_slice(&8u32.to_le_bytes());
+        t.extend_from_slice(&1u16.to_le_bytes());
+        t.extend_from_slice(&TAG_EXIF_IFD.to_le_bytes());
+        t.extend_from_slice(&4u16.to_le_bytes()); // LONG
+        t.extend_from_slice(&1u32.to_le_bytes());
+        t.extend_from_slice(&exif_at.to_le_bytes());
+        t.extend_from_slice(&0u32.to_le_bytes());
+        t
+    }
+
+    #[test]
+    fn exif_pointer_loops_are_errors() {
+        let t = tiff_with_exif_pointer(8);
+        let e = find_user_comments(&mut Cursor::new(&t), 0, t.len() as u64).unwrap_err();
+        assert!(e.message.contains("loop"), "{e}");
+    }
+
+    #[test]
+    fn exif_pointer_past_the_end_is_an_error() {
+        let t = tiff_with_exif_pointer(0xFFFF_0000);
+        let e = find_user_comments(&mut Cursor::new(&t), 0, t.len() as u64).unwrap_err();
+        assert!(e.message.contains("past the end"), "{e}");
+    }
+}
