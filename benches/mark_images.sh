@@ -40,15 +40,15 @@ bytes=$(du -sb "$src" | cut -f1)
 cat "$src"/* > /dev/null   # every run starts with the input in the page cache
 
 # Each timing includes `sync`: every tool writes the same bytes, and that cost must count.
-t() { local s e; sync; s=$(date +%s.%N); "$@"; sync; e=$(date +%s.%N); echo "$e - $s" | bc; }
+t() { local s e; sync; s=$(date +%s.%N); "$@" >/dev/null 2>&1; sync; e=$(date +%s.%N); echo "$e - $s" | bc; }
 mem() { grep "Maximum resident" "$1" | awk '{print $6}'; }
 
-ours=$(t /usr/bin/time -v -o "$work/ours.time" "$bin" mark -r "$src" --out-dir "$work/ours" --producer "$producer" >/dev/null 2>&1)
+ours=$(t /usr/bin/time -v -o "$work/ours.time" "$bin" mark -r "$src" --out-dir "$work/ours" --producer "$producer")
 sync
 cpt=$(t cp -r "$src" "$work/cp")
 sync
 json='{"Label":"1","ContentProducer":"'$producer'","ProduceID":"bench","ReservedCode1":"","ContentPropagator":"","PropagateID":"","ReservedCode2":""}'
-exif=$(t /usr/bin/time -v -o "$work/exif.time" exiftool -config "$root/testdata/exiftool-tc260.config" -q -overwrite_original -r "-XMP-TC260:AIGC=$json" "$work/cp" >/dev/null 2>&1)
+exif=$(t /usr/bin/time -v -o "$work/exif.time" exiftool -config "$root/testdata/exiftool-tc260.config" -q -overwrite_original -r "-XMP-TC260:AIGC=$json" "$work/cp")
 
 # Every output carries the label (a sample read back by exiftool).
 outs=("$work"/ours/*)

@@ -9,15 +9,21 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 /// Human-readable list of what is supported, for error messages.
-pub const SUPPORTED: &str = "JPEG, PNG, WebP, TIFF, GIF, HEIF/AVIF";
+pub const SUPPORTED: &str =
+    "JPEG, PNG, WebP, TIFF, GIF, HEIF/AVIF, MP3, WAV, FLAC, Ogg Vorbis/Opus";
 
-static HANDLERS: [&dyn FormatHandler; 6] = [
+/// Checked in order; MP3's frame-sync test is the loosest, so it comes last.
+static HANDLERS: [&dyn FormatHandler; 10] = [
     &formats::jpeg::Jpeg,
     &formats::png::Png,
     &formats::webp::Webp,
     &formats::tiff::Tiff,
     &formats::gif::Gif,
     &formats::heif::Heif,
+    &formats::wav::Wav,
+    &formats::flac::Flac,
+    &formats::ogg::Ogg,
+    &formats::mp3::Mp3,
 ];
 
 /// Every registered handler.
@@ -66,6 +72,10 @@ pub fn open_input(path: &Path) -> Result<(File, &'static dyn FormatHandler)> {
                 "tif" | "tiff" => "TIFF",
                 "gif" => "GIF",
                 "heic" | "heif" | "avif" => "HEIF/AVIF",
+                "mp3" => "MP3",
+                "wav" => "WAV",
+                "flac" => "FLAC",
+                "ogg" | "oga" | "opus" => "Ogg",
                 _ => "",
             };
             let claimed = if format.is_empty() {

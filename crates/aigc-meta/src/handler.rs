@@ -14,6 +14,10 @@ pub enum Format {
     Tiff,
     Gif,
     Heif,
+    Mp3,
+    Wav,
+    Flac,
+    Ogg,
 }
 
 impl Format {
@@ -26,6 +30,10 @@ impl Format {
             Format::Tiff => "tiff",
             Format::Gif => "gif",
             Format::Heif => "heif",
+            Format::Mp3 => "mp3",
+            Format::Wav => "wav",
+            Format::Flac => "flac",
+            Format::Ogg => "ogg",
         }
     }
 }

@@ -15,6 +15,7 @@ mod files;
 pub mod formats;
 mod handler;
 pub mod tiff_ifd;
+pub mod vorbis_comment;
 pub mod xmp;
 
 pub use error::{ErrorKind, MetaError, Result};
