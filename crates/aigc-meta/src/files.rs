@@ -10,16 +10,17 @@ use std::path::Path;
 
 /// Human-readable list of what is supported, for error messages.
 pub const SUPPORTED: &str =
-    "JPEG, PNG, WebP, TIFF, GIF, HEIF/AVIF, MP3, WAV, FLAC, Ogg Vorbis/Opus";
+    "JPEG, PNG, WebP, TIFF, GIF, HEIF/AVIF, MP3, WAV, FLAC, Ogg Vorbis/Opus, MP4/MOV/M4A";
 
 /// Checked in order; MP3's frame-sync test is the loosest, so it comes last.
-static HANDLERS: [&dyn FormatHandler; 10] = [
+static HANDLERS: [&dyn FormatHandler; 11] = [
     &formats::jpeg::Jpeg,
     &formats::png::Png,
     &formats::webp::Webp,
     &formats::tiff::Tiff,
     &formats::gif::Gif,
     &formats::heif::Heif,
+    &formats::mp4::Mp4,
     &formats::wav::Wav,
     &formats::flac::Flac,
     &formats::ogg::Ogg,
@@ -76,6 +77,7 @@ pub fn open_input(path: &Path) -> Result<(File, &'static dyn FormatHandler)> {
                 "wav" => "WAV",
                 "flac" => "FLAC",
                 "ogg" | "oga" | "opus" => "Ogg",
+                "mp4" | "m4a" | "m4v" | "mov" => "MP4",
                 _ => "",
             };
             let claimed = if format.is_empty() {

@@ -18,6 +18,7 @@ pub enum Format {
     Wav,
     Flac,
     Ogg,
+    Mp4,
 }
 
 impl Format {
@@ -34,6 +35,7 @@ impl Format {
             Format::Wav => "wav",
             Format::Flac => "flac",
             Format::Ogg => "ogg",
+            Format::Mp4 => "mp4",
         }
     }
 }

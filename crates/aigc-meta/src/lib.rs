@@ -9,6 +9,7 @@
 //! [`write_file`] (write to a temporary file beside the destination, read it back, and rename it
 //! into place only when it holds exactly the intended label).
 
+pub mod bmff;
 pub mod bytes;
 pub mod error;
 mod files;

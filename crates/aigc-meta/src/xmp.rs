@@ -57,7 +57,16 @@ pub fn read(packet: &str) -> Result<XmpInfo, String> {
 /// AI-made (an existing `...AlgorithmicMedia` value is kept, since it may be the more precise
 /// `compositeWithTrainedAlgorithmicMedia`).
 pub fn merge(existing: Option<&str>, label_json: &str, iptc: bool) -> Result<String, String> {
-    let packet = existing.unwrap_or(EMPTY_PACKET);
+    rewrite(existing.unwrap_or(EMPTY_PACKET), Some(label_json), iptc)
+}
+
+/// Returns the packet without any TC260 `AIGC` property, everything else kept; for XMP carriers
+/// that are not the one a format writes its label to.
+pub fn remove_label(packet: &str) -> Result<String, String> {
+    rewrite(packet, None, false)
+}
+
+fn rewrite(packet: &str, label_json: Option<&str>, iptc: bool) -> Result<String, String> {
     let doc = Doc::parse(packet)?;
     let keep_dst = doc
         .elems
@@ -75,7 +84,7 @@ pub fn merge(existing: Option<&str>, label_json: &str, iptc: bool) -> Result<Str
         })
         // Our own value is rewritten (so relabeling is stable); another AI value is kept.
         .any(|v| v.contains("AlgorithmicMedia") && v.trim() != TRAINED_ALGORITHMIC_MEDIA);
-    let write_dst = iptc && !keep_dst;
+    let write_dst = iptc && !keep_dst && label_json.is_some();
     let replaced = |ns: &str, local: &str| -> bool {
         (ns == TC260_NS && local == "AIGC")
             || (write_dst && ns == IPTC_EXT_NS && local == "DigitalSourceType")
@@ -129,6 +138,9 @@ pub fn merge(existing: Option<&str>, label_json: &str, iptc: bool) -> Result<Str
         }
     }
 
+    let Some(label_json) = label_json else {
+        return Ok(apply_cuts(packet, cuts, None));
+    };
     let rdf = doc
         .elems
         .iter()
@@ -159,6 +171,12 @@ pub fn merge(existing: Option<&str>, label_json: &str, iptc: bool) -> Result<Str
     // (which takes its leading whitespace along) and this insertion keep the layout stable.
     let insert_at = doc.with_leading_space(rdf.end.clone()).start;
 
+    Ok(apply_cuts(packet, cuts, Some((insert_at, &insert))))
+}
+
+/// The packet with the `cuts` removed and `insert` placed at its offset.
+fn apply_cuts(packet: &str, mut cuts: Vec<Range<usize>>, insert: Option<(usize, &str)>) -> String {
+    let (insert_at, insert) = insert.unwrap_or((usize::MAX, ""));
     cuts.sort_by_key(|r| (r.start, std::cmp::Reverse(r.end)));
     let mut out = String::with_capacity(packet.len() + insert.len());
     let mut pos = 0;
@@ -169,19 +187,19 @@ pub fn merge(existing: Option<&str>, label_json: &str, iptc: bool) -> Result<Str
         }
         if insert_at >= pos && insert_at <= cut.start {
             out.push_str(&packet[pos..insert_at]);
-            out.push_str(&insert);
+            out.push_str(insert);
             pos = insert_at;
         }
         out.push_str(&packet[pos..cut.start]);
         pos = cut.end;
     }
-    if insert_at >= pos {
+    if insert_at != usize::MAX && insert_at >= pos {
         out.push_str(&packet[pos..insert_at]);
-        out.push_str(&insert);
+        out.push_str(insert);
         pos = insert_at;
     }
     out.push_str(&packet[pos..]);
-    Ok(out)
+    out
 }
 
 /// Pads a packet with whitespace before its `<?xpacket end` trailer (or at the end) to exactly
@@ -549,6 +567,18 @@ mod tests {
             .digital_source_type
             .unwrap()
             .ends_with("compositeWithTrainedAlgorithmicMedia"));
+    }
+
+    #[test]
+    fn remove_label_keeps_the_rest() {
+        let p = merge(None, L, true).unwrap();
+        let without = remove_label(&p).unwrap();
+        let info = read(&without).unwrap();
+        assert!(info.labels.is_empty());
+        assert_eq!(
+            info.digital_source_type.as_deref(),
+            Some(TRAINED_ALGORITHMIC_MEDIA)
+        );
     }
 
     #[test]

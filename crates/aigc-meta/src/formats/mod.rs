@@ -5,6 +5,7 @@ pub mod gif;
 pub mod heif;
 pub mod jpeg;
 pub mod mp3;
+pub mod mp4;
 pub mod ogg;
 pub mod png;
 pub mod tiff;
