@@ -221,7 +221,10 @@ where
     let outcomes: Vec<Outcome> = pool.install(|| {
         jobs.par_iter()
             .map(|job| {
-                let o = work(job);
+                // A bug in one file's handler must not take the batch down with it.
+                let o = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(job))).unwrap_or_else(|_| {
+                    Outcome::Failed("internal error while processing this file (a bug in aigc-label; please report it with the file)".into())
+                });
                 bar.inc(1);
                 o
             })

@@ -10,10 +10,10 @@ use std::path::Path;
 
 /// Human-readable list of what is supported, for error messages.
 pub const SUPPORTED: &str =
-    "JPEG, PNG, WebP, TIFF, GIF, HEIF/AVIF, MP3, WAV, FLAC, Ogg Vorbis/Opus, MP4/MOV/M4A";
+    "JPEG, PNG, WebP, TIFF, GIF, HEIF/AVIF, MP3, WAV, FLAC, Ogg Vorbis/Opus, MP4/MOV/M4A, MKV/WebM";
 
 /// Checked in order; MP3's frame-sync test is the loosest, so it comes last.
-static HANDLERS: [&dyn FormatHandler; 11] = [
+static HANDLERS: [&dyn FormatHandler; 12] = [
     &formats::jpeg::Jpeg,
     &formats::png::Png,
     &formats::webp::Webp,
@@ -21,6 +21,7 @@ static HANDLERS: [&dyn FormatHandler; 11] = [
     &formats::gif::Gif,
     &formats::heif::Heif,
     &formats::mp4::Mp4,
+    &formats::mkv::Matroska,
     &formats::wav::Wav,
     &formats::flac::Flac,
     &formats::ogg::Ogg,
@@ -78,6 +79,7 @@ pub fn open_input(path: &Path) -> Result<(File, &'static dyn FormatHandler)> {
                 "flac" => "FLAC",
                 "ogg" | "oga" | "opus" => "Ogg",
                 "mp4" | "m4a" | "m4v" | "mov" => "MP4",
+                "mkv" | "mka" | "webm" => "Matroska",
                 _ => "",
             };
             let claimed = if format.is_empty() {

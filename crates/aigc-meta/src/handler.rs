@@ -19,6 +19,7 @@ pub enum Format {
     Flac,
     Ogg,
     Mp4,
+    Matroska,
 }
 
 impl Format {
@@ -36,6 +37,7 @@ impl Format {
             Format::Flac => "flac",
             Format::Ogg => "ogg",
             Format::Mp4 => "mp4",
+            Format::Matroska => "matroska",
         }
     }
 }

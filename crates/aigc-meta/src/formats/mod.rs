@@ -4,6 +4,7 @@ pub mod flac;
 pub mod gif;
 pub mod heif;
 pub mod jpeg;
+pub mod mkv;
 pub mod mp3;
 pub mod mp4;
 pub mod ogg;
