@@ -10,10 +10,10 @@ use std::path::Path;
 
 /// Human-readable list of what is supported, for error messages.
 pub const SUPPORTED: &str =
-    "JPEG, PNG, WebP, TIFF, GIF, HEIF/AVIF, MP3, WAV, FLAC, Ogg Vorbis/Opus, MP4/MOV/M4A, MKV/WebM";
+    "JPEG, PNG, WebP, TIFF, GIF, HEIF/AVIF, MP3, WAV, FLAC, Ogg Vorbis/Opus, MP4/MOV/M4A, MKV/WebM, AVI";
 
 /// Checked in order; MP3's frame-sync test is the loosest, so it comes last.
-static HANDLERS: [&dyn FormatHandler; 12] = [
+static HANDLERS: [&dyn FormatHandler; 13] = [
     &formats::jpeg::Jpeg,
     &formats::png::Png,
     &formats::webp::Webp,
@@ -23,6 +23,7 @@ static HANDLERS: [&dyn FormatHandler; 12] = [
     &formats::mp4::Mp4,
     &formats::mkv::Matroska,
     &formats::wav::Wav,
+    &formats::avi::Avi,
     &formats::flac::Flac,
     &formats::ogg::Ogg,
     &formats::mp3::Mp3,
@@ -80,6 +81,7 @@ pub fn open_input(path: &Path) -> Result<(File, &'static dyn FormatHandler)> {
                 "ogg" | "oga" | "opus" => "Ogg",
                 "mp4" | "m4a" | "m4v" | "mov" => "MP4",
                 "mkv" | "mka" | "webm" => "Matroska",
+                "avi" => "AVI",
                 _ => "",
             };
             let claimed = if format.is_empty() {

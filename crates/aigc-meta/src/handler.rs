@@ -20,6 +20,7 @@ pub enum Format {
     Ogg,
     Mp4,
     Matroska,
+    Avi,
 }
 
 impl Format {
@@ -38,6 +39,7 @@ impl Format {
             Format::Ogg => "ogg",
             Format::Mp4 => "mp4",
             Format::Matroska => "matroska",
+            Format::Avi => "avi",
         }
     }
 }

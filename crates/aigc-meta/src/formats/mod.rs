@@ -1,5 +1,6 @@
 //! One module per container format, each a stateless [`crate::FormatHandler`].
 
+pub mod avi;
 pub mod flac;
 pub mod gif;
 pub mod heif;
