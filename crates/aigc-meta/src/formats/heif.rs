@@ -8,9 +8,8 @@
 //! the amount `meta` grew. Everything else is copied byte for byte. Re-labeling drops the
 //! trailing `mdat` an earlier run added instead of piling up packets.
 
-use crate::bytes::{
-    be_u16, be_u32, be_u64, copy_range, read_array, read_at, source_len, Sink, Source, MAX_CARRIER,
-};
+use crate::bmff::{boxes, make_box, BoxRef};
+use crate::bytes::{be_u16, be_u32, copy_range, read_at, source_len, Sink, Source, MAX_CARRIER};
 use crate::error::{MetaError, Result};
 use crate::handler::{Format, FormatHandler, Scan, WriteOptions};
 use crate::tiff_ifd::{blank_label_comments, patch};
@@ -23,62 +22,6 @@ const BRANDS: [&[u8; 4]; 10] = [
 ];
 
 pub struct Heif;
-
-#[derive(Clone, Debug)]
-struct BoxRef {
-    at: u64,
-    header: u64,
-    size: u64,
-    ty: [u8; 4],
-}
-
-impl BoxRef {
-    fn body(&self) -> u64 {
-        self.at + self.header
-    }
-    fn end(&self) -> u64 {
-        self.at + self.size
-    }
-}
-
-/// Lists the boxes in `[from, to)`.
-fn boxes(src: &mut dyn Source, from: u64, to: u64, what: &str) -> Result<Vec<BoxRef>> {
-    let mut out = Vec::new();
-    let mut pos = from;
-    while pos < to {
-        if to - pos < 8 {
-            return Err(MetaError::malformed(format!(
-                "{what}: {} stray bytes at offset {pos} (truncated box header)",
-                to - pos
-            )));
-        }
-        src.seek(SeekFrom::Start(pos))?;
-        let h = read_array::<8>(src)?;
-        let ty: [u8; 4] = h[4..8].try_into().expect("4 bytes");
-        let (size, header) = match be_u32(&h) as u64 {
-            0 => (to - pos, 8),
-            1 => {
-                let l = read_array::<8>(src)?;
-                (be_u64(&l), 16)
-            }
-            s => (s, 8),
-        };
-        if size < header || pos + size > to {
-            return Err(MetaError::malformed(format!(
-                "{what}: box '{}' at offset {pos} declares {size} bytes past its container's end at {to} (truncated or bad size)",
-                String::from_utf8_lossy(&ty)
-            )));
-        }
-        out.push(BoxRef {
-            at: pos,
-            header,
-            size,
-            ty,
-        });
-        pos += size;
-    }
-    Ok(out)
-}
 
 struct Item {
     id: u32,
@@ -241,14 +184,6 @@ fn write_iloc(il: &Iloc) -> Vec<u8> {
         }
     }
     make_box(b"iloc", &b)
-}
-
-fn make_box(ty: &[u8; 4], body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 8);
-    out.extend_from_slice(&((body.len() + 8) as u32).to_be_bytes());
-    out.extend_from_slice(ty);
-    out.extend_from_slice(body);
-    out
 }
 
 fn parse_iinf(src: &mut dyn Source, b: &BoxRef, len: u64) -> Result<Vec<Item>> {
