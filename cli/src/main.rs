@@ -11,6 +11,7 @@ use args::{Cli, Command, Inputs, MarkArgs, PropagateArgs, VerifyArgs};
 use batch::{Destination, Job, Outcome};
 use clap::Parser;
 use serde_json::json;
+use std::path::Path;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -94,6 +95,36 @@ fn write_options(no_iptc: bool, cfg: &config::Config) -> WriteOptions {
     }
 }
 
+/// Writes one labelled output (creating its folder) and describes what happened.
+fn write_one(
+    job: &Job,
+    out: &Path,
+    label: &Label,
+    opts: &WriteOptions,
+    verb: &str,
+    id_name: &str,
+    id: &str,
+) -> Outcome {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return Outcome::Failed(format!("cannot create {}: {e}", dir.display()));
+        }
+    }
+    match write_file(&job.input, out, label, opts) {
+        Ok(format) => Outcome::Done {
+            text: format!(
+                "{verb} {} -> {} ({}, {id_name} {id})",
+                job.input.display(),
+                out.display(),
+                format.name()
+            ),
+            json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format.name(), "label": label}),
+            ok: true,
+        },
+        Err(e) => failure(job, e),
+    }
+}
+
 fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
     let producer = a
         .producer
@@ -138,25 +169,15 @@ fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
             if a.produce_id.is_none() {
                 label.produce_id = new_content_id();
             }
-            if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-                if let Err(e) = std::fs::create_dir_all(dir) {
-                    return Outcome::Failed(format!("cannot create {}: {e}", dir.display()));
-                }
-            }
-            match write_file(&job.input, out, &label, &opts) {
-                Ok(format) => Outcome::Done {
-                    text: format!(
-                        "marked {} -> {} ({}, ProduceID {})",
-                        job.input.display(),
-                        out.display(),
-                        format.name(),
-                        label.produce_id
-                    ),
-                    json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format.name(), "label": label}),
-                    ok: true,
-                },
-                Err(e) => failure(job, e),
-            }
+            write_one(
+                job,
+                out,
+                &label,
+                &opts,
+                "marked",
+                "ProduceID",
+                &label.produce_id,
+            )
         },
     ))
 }
@@ -259,25 +280,15 @@ fn propagate(a: PropagateArgs, cfg: &config::Config) -> Result<batch::Summary, S
             if let Err(e) = check_label(&label, mode) {
                 return Outcome::Failed(e);
             }
-            if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-                if let Err(e) = std::fs::create_dir_all(dir) {
-                    return Outcome::Failed(format!("cannot create {}: {e}", dir.display()));
-                }
-            }
-            match write_file(&job.input, out, &label, &opts) {
-                Ok(format) => Outcome::Done {
-                    text: format!(
-                        "propagated {} -> {} ({}, PropagateID {})",
-                        job.input.display(),
-                        out.display(),
-                        format.name(),
-                        label.propagate_id
-                    ),
-                    json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format.name(), "label": label}),
-                    ok: true,
-                },
-                Err(e) => failure(job, e),
-            }
+            write_one(
+                job,
+                out,
+                &label,
+                &opts,
+                "propagated",
+                "PropagateID",
+                &label.propagate_id,
+            )
         },
     ))
 }

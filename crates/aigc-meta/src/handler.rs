@@ -144,3 +144,42 @@ pub trait FormatHandler: Send + Sync {
         opts: &WriteOptions,
     ) -> Result<()>;
 }
+
+impl Scan {
+    /// Folds the outcome of reading a structure into the scan: damage becomes a carrier problem
+    /// (so the verdict is "inconclusive", never a silent "not found"); I/O errors stay errors.
+    pub fn record(&mut self, carrier: &str, outcome: Result<()>) -> Result<()> {
+        match outcome {
+            Err(e) if e.kind == crate::ErrorKind::Io => Err(e),
+            Err(e) => {
+                self.problem(carrier, e.message);
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+}
+
+/// The XMP packet a handler writes: the file's existing primary packet (raw bytes, if any) with
+/// the label merged in, every other property kept. A packet that is not UTF-8 or not well-formed
+/// is refused rather than overwritten.
+pub fn merged_xmp(
+    existing: Option<Vec<u8>>,
+    label_json: &str,
+    opts: &WriteOptions,
+) -> Result<String> {
+    let text = existing
+        .map(|raw| {
+            String::from_utf8(raw)
+                .map(|s| s.trim_end_matches('\0').to_string())
+                .map_err(|_| {
+                    crate::MetaError::malformed(
+                        "the existing XMP packet is not UTF-8; refusing to rewrite it",
+                    )
+                })
+        })
+        .transpose()?;
+    xmp::merge(text.as_deref(), label_json, opts.iptc).map_err(|e| {
+        crate::MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP"))
+    })
+}

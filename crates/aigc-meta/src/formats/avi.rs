@@ -151,11 +151,7 @@ impl FormatHandler for Avi {
             }
             Ok(())
         })();
-        match found {
-            Err(e) if e.kind == crate::ErrorKind::Io => return Err(e),
-            Err(e) => scan.problem("avi", e.message),
-            Ok(()) => {}
-        }
+        scan.record("avi", found)?;
         Ok(scan)
     }
 

@@ -73,9 +73,8 @@ impl FormatHandler for Flac {
         let mut scan = Scan::default();
         let blocks = match walk(src, len) {
             Ok((b, _)) => b,
-            Err(e) if e.kind == crate::ErrorKind::Io => return Err(e),
             Err(e) => {
-                scan.problem("flac", e.message);
+                scan.record("flac", Err(e))?;
                 return Ok(scan);
             }
         };

@@ -6,8 +6,7 @@ use crate::bytes::{
     copy_range, copy_rest, read_array, read_at, source_len, Sink, Source, MAX_CARRIER,
 };
 use crate::error::{MetaError, Result};
-use crate::handler::{Format, FormatHandler, Scan, WriteOptions};
-use crate::xmp;
+use crate::handler::{merged_xmp, Format, FormatHandler, Scan, WriteOptions};
 use std::io::SeekFrom;
 
 const XMP_APP_ID: &[u8; 11] = b"XMP DataXMP";
@@ -209,14 +208,10 @@ impl FormatHandler for Gif {
         let len = check_header(src)?;
         let layout = walk(src, len).map_err(|(_, e)| e)?;
         let existing = match layout.blocks.iter().find(|b| b.kind == Kind::Xmp) {
-            Some(b) => Some(String::from_utf8(read_packet(src, b, len)?).map_err(|_| {
-                MetaError::malformed("the GIF XMP packet is not UTF-8; refusing to rewrite it")
-            })?),
+            Some(b) => Some(read_packet(src, b, len)?),
             None => None,
         };
-        let packet = xmp::merge(existing.as_deref(), label_json, opts.iptc).map_err(|e| {
-            MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP"))
-        })?;
+        let packet = merged_xmp(existing, label_json, opts)?;
         if packet.as_bytes().contains(&0) {
             return Err(MetaError::malformed(
                 "XMP packet contains a NUL byte, which GIF cannot carry",

@@ -11,9 +11,8 @@
 use crate::bmff::{boxes, make_box, BoxRef};
 use crate::bytes::{be_u16, be_u32, copy_range, read_at, source_len, Sink, Source, MAX_CARRIER};
 use crate::error::{MetaError, Result};
-use crate::handler::{Format, FormatHandler, Scan, WriteOptions};
+use crate::handler::{merged_xmp, Format, FormatHandler, Scan, WriteOptions};
 use crate::tiff_ifd::{blank_label_comments, patch};
-use crate::xmp;
 use std::io::SeekFrom;
 
 const XMP_MIME: &str = "application/rdf+xml";
@@ -379,9 +378,8 @@ impl FormatHandler for Heif {
         let mut scan = Scan::default();
         let m = match parse(src, len) {
             Ok(m) => m,
-            Err(e) if e.kind == crate::ErrorKind::Io => return Err(e),
             Err(e) => {
-                scan.problem("heif", e.message);
+                scan.record("heif", Err(e))?;
                 return Ok(scan);
             }
         };
@@ -431,14 +429,10 @@ impl FormatHandler for Heif {
         }
         let old_xmp = m.xmp_item().map(|i| i.id);
         let existing = match old_xmp {
-            Some(id) => Some(String::from_utf8(m.item_bytes(src, id, len)?).map_err(|_| {
-                MetaError::malformed("the HEIF XMP item is not UTF-8; refusing to rewrite it")
-            })?),
+            Some(id) => Some(m.item_bytes(src, id, len)?),
             None => None,
         };
-        let packet = xmp::merge(existing.as_deref(), label_json, opts.iptc).map_err(|e| {
-            MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP"))
-        })?;
+        let packet = merged_xmp(existing, label_json, opts)?;
         let last = m.top.last().expect("meta was found");
         if last.at + last.size == len && be_u32(&read_at(src, last.at, 4, len, "box header")?) == 0
         {

@@ -5,8 +5,7 @@
 
 use crate::bytes::{be_u16, copy_range, copy_rest, read_array, read_at, source_len, Sink, Source};
 use crate::error::{MetaError, Result};
-use crate::handler::{Format, FormatHandler, Scan, WriteOptions};
-use crate::xmp;
+use crate::handler::{merged_xmp, Format, FormatHandler, Scan, WriteOptions};
 use std::io::SeekFrom;
 
 const XMP_SIG: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
@@ -211,18 +210,11 @@ impl FormatHandler for Jpeg {
                     len,
                     "APP1 XMP",
                 )?;
-                Some(String::from_utf8(raw).map_err(|_| {
-                    MetaError::malformed(format!(
-                        "the XMP in APP1 at offset {} is not UTF-8; refusing to rewrite it",
-                        seg.at
-                    ))
-                })?)
+                Some(raw)
             }
             None => None,
         };
-        let packet = xmp::merge(existing.as_deref(), label_json, opts.iptc).map_err(|e| {
-            MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP"))
-        })?;
+        let packet = merged_xmp(existing, label_json, opts)?;
         if packet.len() > MAX_XMP {
             return Err(MetaError::too_large(format!(
                 "the XMP packet would be {} bytes; one APP1 segment holds {MAX_XMP} (extended XMP is not written)",

@@ -301,11 +301,7 @@ impl FormatHandler for Matroska {
             }
             Ok(())
         })();
-        match found {
-            Err(e) if e.kind == crate::ErrorKind::Io => return Err(e),
-            Err(e) => scan.problem("matroska", e.message),
-            Ok(()) => {}
-        }
+        scan.record("matroska", found)?;
         Ok(scan)
     }
 

@@ -269,13 +269,12 @@ fn shift_offsets(buf: &mut [u8], range: (usize, usize), from: u64, delta: i64) -
                     }
                 }
             }
-            b"tfhd" => {
+            b"tfhd"
                 // flags 0x000001: base-data-offset present (absolute), right after track_ID.
-                if body + 16 <= end && buf[body + 3] & 1 != 0 {
+                if body + 16 <= end && buf[body + 3] & 1 != 0 => {
                     let v = shifted(be_u64(&buf[body + 8..]))?;
                     buf[body + 8..body + 16].copy_from_slice(&v.to_be_bytes());
                 }
-            }
             b"tfra" => {
                 let version = buf[body];
                 let sizes = be_u32(&buf[body + 8..]);
@@ -380,11 +379,7 @@ impl FormatHandler for Mp4 {
             }
             Ok(())
         })();
-        match found {
-            Err(e) if e.kind == crate::ErrorKind::Io => return Err(e),
-            Err(e) => scan.problem("mp4", e.message),
-            Ok(()) => {}
-        }
+        scan.record("mp4", found)?;
         Ok(scan)
     }
 

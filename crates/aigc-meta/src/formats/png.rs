@@ -4,8 +4,7 @@
 
 use crate::bytes::{be_u32, copy_rest, read_array, read_at, source_len, Sink, Source, MAX_CARRIER};
 use crate::error::{MetaError, Result};
-use crate::handler::{Format, FormatHandler, Scan, WriteOptions};
-use crate::xmp;
+use crate::handler::{merged_xmp, Format, FormatHandler, Scan, WriteOptions};
 use std::io::{Read, SeekFrom};
 
 const SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
@@ -272,15 +271,11 @@ impl FormatHandler for Png {
         let existing = match layout.chunks.iter().find(|c| c.kind == Kind::Xmp) {
             Some(c) => {
                 let text = chunk_text(&c.ty, &read_chunk(src, c, len)?)?;
-                Some(String::from_utf8(text).map_err(|_| {
-                    MetaError::malformed("the PNG XMP text is not UTF-8; refusing to rewrite it")
-                })?)
+                Some(text)
             }
             None => None,
         };
-        let packet = xmp::merge(existing.as_deref(), label_json, opts.iptc).map_err(|e| {
-            MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP"))
-        })?;
+        let packet = merged_xmp(existing, label_json, opts)?;
         let insert_before = layout
             .chunks
             .iter()

@@ -8,7 +8,7 @@
 
 use crate::bytes::{copy_range, read_at, source_len, Sink, Source};
 use crate::error::{MetaError, Result};
-use crate::handler::{Format, FormatHandler, Scan, WriteOptions};
+use crate::handler::{merged_xmp, Format, FormatHandler, Scan, WriteOptions};
 use crate::tiff_ifd::{
     self, blank_user_comment, find_user_comments, patch, read_header, read_ifd, TAG_XMP,
 };
@@ -44,12 +44,7 @@ impl FormatHandler for Tiff {
             }
             Ok(())
         })();
-        if let Err(e) = found {
-            if e.kind == crate::ErrorKind::Io {
-                return Err(e);
-            }
-            scan.problem("tiff", e.message);
-        }
+        scan.record("tiff", found)?;
         Ok(scan)
     }
 
@@ -67,16 +62,11 @@ impl FormatHandler for Tiff {
         let existing = match old {
             Some(e) => {
                 let raw = read_at(src, e.value_at, e.value_len, len, "TIFF XMP (tag 700)")?;
-                let text = String::from_utf8(raw).map_err(|_| {
-                    MetaError::malformed("the TIFF XMP is not UTF-8; refusing to rewrite it")
-                })?;
-                Some(text.trim_end_matches('\0').to_string())
+                Some(raw)
             }
             None => None,
         };
-        let packet = xmp::merge(existing.as_deref(), label_json, opts.iptc).map_err(|e| {
-            MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP"))
-        })?;
+        let packet = merged_xmp(existing, label_json, opts)?;
         let comments = find_user_comments(src, 0, len)?;
 
         copy_range(src, dst, 0, len)?;

@@ -102,9 +102,8 @@ impl FormatHandler for Wav {
         let mut scan = Scan::default();
         let layout = match walk(src, len) {
             Ok(l) => l,
-            Err(e) if e.kind == crate::ErrorKind::Io => return Err(e),
             Err(e) => {
-                scan.problem("wav", e.message);
+                scan.record("wav", Err(e))?;
                 return Ok(scan);
             }
         };

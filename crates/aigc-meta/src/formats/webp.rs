@@ -5,8 +5,7 @@
 
 use crate::bytes::{copy_range, le_u16, le_u32, read_array, read_at, source_len, Sink, Source};
 use crate::error::{MetaError, Result};
-use crate::handler::{Format, FormatHandler, Scan, WriteOptions};
-use crate::xmp;
+use crate::handler::{merged_xmp, Format, FormatHandler, Scan, WriteOptions};
 use std::io::SeekFrom;
 
 const FLAG_XMP: u8 = 0x04;
@@ -171,15 +170,11 @@ impl FormatHandler for Webp {
         let existing = match chunks.iter().find(|c| c.is(b"XMP ")) {
             Some(c) => {
                 let raw = read_at(src, c.data_at(), c.len, len, "WebP XMP chunk")?;
-                Some(String::from_utf8(raw).map_err(|_| {
-                    MetaError::malformed("the WebP XMP chunk is not UTF-8; refusing to rewrite it")
-                })?)
+                Some(raw)
             }
             None => None,
         };
-        let packet = xmp::merge(existing.as_deref(), label_json, opts.iptc).map_err(|e| {
-            MetaError::malformed(format!("{e}; refusing to rewrite the existing XMP"))
-        })?;
+        let packet = merged_xmp(existing, label_json, opts)?;
 
         let first = &chunks[0];
         let new_vp8x: Option<[u8; 10]> = if first.is(b"VP8X") {
