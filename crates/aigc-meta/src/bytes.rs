@@ -1,20 +1,83 @@
 //! Bounded, seekable reading and range copying shared by the handlers.
 
 use crate::error::{MetaError, Result};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Cursor, Read, Seek, SeekFrom, Write};
 
 /// Anything a handler reads from: a file, or bytes in memory.
-pub trait Source: Read + Seek {}
-impl<T: Read + Seek> Source for T {}
+///
+/// Implemented for the concrete types this crate uses rather than for every `Read + Seek`, so
+/// that a file-backed source can hand out its `File` and bulk copies take the kernel's
+/// `copy_file_range` path (as `cp` does) instead of moving every byte through user space.
+pub trait Source: Read + Seek {
+    /// The file underneath, positioned where this source is, if there is one.
+    fn file(&mut self) -> Option<&mut File> {
+        None
+    }
+}
+
+impl Source for File {
+    fn file(&mut self) -> Option<&mut File> {
+        Some(self)
+    }
+}
+
+impl Source for BufReader<File> {
+    /// Only valid right after a seek (which empties the buffer); `copy_range` seeks first.
+    fn file(&mut self) -> Option<&mut File> {
+        Some(self.get_mut())
+    }
+}
+
+impl<T: AsRef<[u8]>> Source for Cursor<T> {}
 
 /// Anything a handler writes to. Seekable so that a handler may patch a few bytes after a
 /// streaming copy (TIFF offsets) without holding the file in memory.
-pub trait Sink: Write + Seek {}
-impl<T: Write + Seek> Sink for T {}
+pub trait Sink: Write + Seek {
+    /// The file underneath, with everything buffered so far flushed to it, if there is one.
+    fn file(&mut self) -> io::Result<Option<&File>> {
+        Ok(None)
+    }
+}
+
+impl Sink for File {
+    fn file(&mut self) -> io::Result<Option<&File>> {
+        Ok(Some(self))
+    }
+}
+
+impl Sink for BufWriter<&File> {
+    fn file(&mut self) -> io::Result<Option<&File>> {
+        self.flush()?;
+        Ok(Some(self.get_ref()))
+    }
+}
+
+impl Sink for BufWriter<File> {
+    fn file(&mut self) -> io::Result<Option<&File>> {
+        self.flush()?;
+        Ok(Some(self.get_ref()))
+    }
+}
+
+impl Sink for Cursor<Vec<u8>> {}
+impl Sink for Cursor<&mut Vec<u8>> {}
 
 /// The most a single metadata carrier may hold. Real XMP packets are kilobytes; a declared size
 /// past this is refused instead of allocated.
 pub const MAX_CARRIER: u64 = 16 << 20;
+
+/// When media data has to move, it moves by a multiple of this many bytes: page-aligned copies
+/// are several times faster in the kernel, and the slack left becomes padding for later edits.
+pub const PAGE: u64 = 4096;
+
+/// The smallest size of at least `min + slack` that makes `new_total - old_total` a multiple of
+/// [`PAGE`], where `new_total = fixed + size`.
+pub fn page_rounded(fixed: u64, min: u64, slack: u64, old_total: u64) -> u64 {
+    let want = fixed + min + slack;
+    let shift = want.saturating_sub(old_total).div_ceil(PAGE) * PAGE;
+    (old_total + shift).max(want) - fixed
+}
 
 /// Total length of the source, leaving the position at the start.
 pub fn source_len(src: &mut dyn Source) -> Result<u64> {
@@ -58,7 +121,11 @@ pub fn read_array<const N: usize>(src: &mut dyn Source) -> io::Result<[u8; N]> {
 /// Copies `len` bytes from `offset` in `src` to the current position of `dst`.
 pub fn copy_range(src: &mut dyn Source, dst: &mut dyn Sink, offset: u64, len: u64) -> Result<()> {
     src.seek(SeekFrom::Start(offset))?;
-    let copied = io::copy(&mut src.take(len), dst)?;
+    let copied = match (src.file(), dst.file()?) {
+        // File to file: std's io::copy uses copy_file_range/sendfile here.
+        (Some(from), Some(to)) => io::copy(&mut Read::take(&*from, len), &mut &*to)?,
+        _ => io::copy(&mut src.take(len), dst)?,
+    };
     if copied != len {
         return Err(MetaError::malformed(format!(
             "file ends at offset {} while copying {len} bytes from offset {offset} (truncated)",
@@ -70,9 +137,8 @@ pub fn copy_range(src: &mut dyn Source, dst: &mut dyn Sink, offset: u64, len: u6
 
 /// Copies everything from `offset` to the end of `src`.
 pub fn copy_rest(src: &mut dyn Source, dst: &mut dyn Sink, offset: u64) -> Result<()> {
-    src.seek(SeekFrom::Start(offset))?;
-    io::copy(src, dst)?;
-    Ok(())
+    let end = src.seek(SeekFrom::End(0))?;
+    copy_range(src, dst, offset, end.saturating_sub(offset))
 }
 
 pub fn be_u16(b: &[u8]) -> u16 {
@@ -89,4 +155,27 @@ pub fn le_u16(b: &[u8]) -> u16 {
 }
 pub fn le_u32(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_rounded_moves_by_whole_pages_with_slack() {
+        for (fixed, min, slack, old) in [
+            (10, 500, 1024, 300),
+            (0, 5000, 0, 100),
+            (10, 10, 10, 9000),
+            (4, 0, 1024, 0),
+        ] {
+            let size = page_rounded(fixed, min, slack, old);
+            assert!(size >= min + slack, "{size}");
+            let new_total = fixed + size;
+            assert!(
+                new_total <= old || (new_total - old) % PAGE == 0,
+                "{new_total} {old}"
+            );
+        }
+    }
 }

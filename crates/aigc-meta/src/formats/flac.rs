@@ -59,6 +59,12 @@ fn walk(src: &mut dyn Source, len: u64) -> Result<(Vec<Block>, u64)> {
     }
 }
 
+/// Padding when the metadata must grow: at least [`NEW_PADDING`], rounded so the audio frames
+/// move by whole pages.
+fn grown_padding(fixed: u64, old_total: u64) -> usize {
+    (crate::bytes::page_rounded(fixed + 4, 0, NEW_PADDING as u64, old_total)) as usize
+}
+
 impl FormatHandler for Flac {
     fn format(&self) -> Format {
         Format::Flac
@@ -168,10 +174,10 @@ impl FormatHandler for Flac {
             (Some(i), None) if fixed == old_total => {
                 items.remove(i);
             }
-            (Some(i), None) => items[i] = Item::Padding(NEW_PADDING),
+            (Some(i), None) => items[i] = Item::Padding(grown_padding(fixed, old_total)),
             (None, Some(n)) => items.push(Item::Padding(n)),
             (None, None) if fixed == old_total => {}
-            (None, None) => items.push(Item::Padding(NEW_PADDING)),
+            (None, None) => items.push(Item::Padding(grown_padding(fixed, old_total))),
         }
 
         dst.write_all(b"fLaC")?;

@@ -9,7 +9,7 @@ use crate::handler::{Format, FormatHandler, Scan, WriteOptions};
 pub struct Mp3;
 
 const DESCRIPTION: &str = "AIGC";
-/// Padding left in a tag that has to grow, for later edits in place.
+/// Least padding left in a tag that has to grow, for later edits in place.
 const NEW_PADDING: usize = 1024;
 
 fn syncsafe(b: &[u8]) -> u32 {
@@ -288,7 +288,8 @@ impl FormatHandler for Mp3 {
         } else if 10 + body.len() as u64 <= old_total {
             (old_total - 10) as usize
         } else {
-            body.len() + NEW_PADDING
+            crate::bytes::page_rounded(10, body.len() as u64, NEW_PADDING as u64, old_total)
+                as usize
         };
         if size >= 1 << 28 {
             return Err(MetaError::too_large(
