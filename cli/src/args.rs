@@ -98,7 +98,7 @@ pub struct MarkArgs {
     /// The Label field: 1 AI-generated, 2 possibly, 3 suspected.
     #[arg(long, value_enum)]
     pub label: Option<LabelArg>,
-    /// Skip the metadata label (the only layer images get today, so nothing would be written).
+    /// Skip the metadata label (the only layer written today, so nothing would be written).
     #[arg(long)]
     pub no_metadata: bool,
     /// Skip the visible label (reserved: the visible layer is not implemented yet).

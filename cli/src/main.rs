@@ -134,7 +134,7 @@ fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
         .ok_or("no producer code: pass --producer CODE, set producer in the config file, or set $AIGC_PRODUCER")?;
     if a.no_metadata {
         return Err(
-            "--no-metadata leaves nothing to do: images get the metadata layer only so far".into(),
+            "--no-metadata leaves nothing to do: the metadata label is the only layer written so far".into(),
         );
     }
     let value = a
