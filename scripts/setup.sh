@@ -8,7 +8,7 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(libimage-exiftool-perl imagemagick webp libheif-examples libheif1 libde265-0 libdav1d6 libaom3
-      ffmpeg mkvtoolnix vorbis-tools python3 python3-pip time bc ca-certificates curl)
+      ffmpeg mkvtoolnix vorbis-tools xfsprogs python3 python3-pip time bc ca-certificates curl)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -38,6 +38,13 @@ pub trait Sink: Write + Seek {
     fn file(&mut self) -> io::Result<Option<&File>> {
         Ok(None)
     }
+
+    /// For a sink that already holds the input's bytes (an in-place clone): when copying
+    /// `offset..offset + len` of the input to the current position would change nothing, moves
+    /// past it and returns true.
+    fn skip_identical(&mut self, _offset: u64, _len: u64) -> bool {
+        false
+    }
 }
 
 impl Sink for File {
@@ -121,6 +128,9 @@ pub fn read_array<const N: usize>(src: &mut dyn Source) -> io::Result<[u8; N]> {
 /// Copies `len` bytes from `offset` in `src` to the current position of `dst`.
 pub fn copy_range(src: &mut dyn Source, dst: &mut dyn Sink, offset: u64, len: u64) -> Result<()> {
     src.seek(SeekFrom::Start(offset))?;
+    if dst.skip_identical(offset, len) {
+        return Ok(());
+    }
     let copied = match (src.file(), dst.file()?) {
         // File to file: std's io::copy uses copy_file_range/sendfile here.
         (Some(from), Some(to)) => {
@@ -181,7 +191,7 @@ mod tests {
             assert!(size >= min + slack, "{size}");
             let new_total = fixed + size;
             assert!(
-                new_total <= old || (new_total - old) % PAGE == 0,
+                new_total <= old || (new_total - old).is_multiple_of(PAGE),
                 "{new_total} {old}"
             );
         }

@@ -3,6 +3,7 @@
 use crate::error::{MetaError, Result};
 use crate::formats;
 use crate::handler::{Format, FormatHandler, Scan, WriteOptions};
+use crate::in_place;
 use aigc_core::{assess, Label, Mode};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -118,7 +119,9 @@ pub fn scan_file(path: &Path) -> Result<FileScan> {
 ///
 /// The output goes to a temporary file in `dst`'s folder, is read back and checked to hold
 /// exactly `label` in exactly one carrier, gets `src`'s permissions, and is then renamed over
-/// `dst`. On any error nothing is left behind and `dst` is untouched.
+/// `dst`. On any error nothing is left behind and `dst` is untouched. In place, on a file system
+/// that clones files (XFS, btrfs), the temporary file is a clone with only the label's bytes
+/// written, so relabeling a large file costs about as much as relabeling a small one.
 pub fn write_file(src: &Path, dst: &Path, label: &Label, opts: &WriteOptions) -> Result<Format> {
     let (file, handler) = open_input(src)?;
     let perms = file.metadata()?.permissions();
@@ -126,6 +129,11 @@ pub fn write_file(src: &Path, dst: &Path, label: &Label, opts: &WriteOptions) ->
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    if same_file(src, dst) {
+        if let Some(tmp) = relabel_by_clone(src, &file, handler, label, opts, dir)? {
+            return finish(handler, tmp, dst, label, perms);
+        }
+    }
     let tmp = tempfile::Builder::new()
         .prefix(".aigc-label-")
         .suffix(".tmp")
@@ -142,7 +150,19 @@ pub fn write_file(src: &Path, dst: &Path, label: &Label, opts: &WriteOptions) ->
         handler.write(&mut reader, &mut writer, &label.to_json(), opts)?;
         writer.flush()?;
     }
-    let mut check = BufReader::with_capacity(64 << 10, File::open(tmp.path())?);
+    finish(handler, tmp.into_temp_path(), dst, label, perms)
+}
+
+/// Reads the written file back, requires exactly `label` in exactly one carrier, gives it the
+/// input's permissions and renames it into place.
+fn finish(
+    handler: &dyn FormatHandler,
+    tmp: tempfile::TempPath,
+    dst: &Path,
+    label: &Label,
+    perms: std::fs::Permissions,
+) -> Result<Format> {
+    let mut check = BufReader::with_capacity(64 << 10, File::open(&tmp)?);
     let scan = handler.scan(&mut check)?;
     let verdict = assess(&scan.copies, &scan.problems, Mode::Lenient);
     if scan.copies.len() != 1 || verdict.label.as_ref() != Some(label) {
@@ -151,7 +171,7 @@ pub fn write_file(src: &Path, dst: &Path, label: &Label, opts: &WriteOptions) ->
             scan.copies.len()
         )));
     }
-    std::fs::set_permissions(tmp.path(), perms)?;
+    std::fs::set_permissions(&tmp, perms)?;
     tmp.persist(dst).map_err(|e| {
         MetaError::from(std::io::Error::new(
             e.error.kind(),
@@ -159,4 +179,42 @@ pub fn write_file(src: &Path, dst: &Path, label: &Label, opts: &WriteOptions) ->
         ))
     })?;
     Ok(handler.format())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// A clone of `src` with only the label's bytes changed, or `None` when the change is large (the
+/// media would move) or the file system cannot clone.
+fn relabel_by_clone(
+    src: &Path,
+    file: &File,
+    handler: &dyn FormatHandler,
+    label: &Label,
+    opts: &WriteOptions,
+    dir: &Path,
+) -> Result<Option<tempfile::TempPath>> {
+    let len = file.metadata()?.len();
+    let mut reader = BufReader::with_capacity(64 << 10, file.try_clone()?);
+    let json = label.to_json();
+    let Some(changes) = in_place::diff(file, len, |dst| {
+        handler.write(&mut reader, dst, &json, opts)
+    })?
+    else {
+        return Ok(None);
+    };
+    let path = dir.join(format!(".aigc-label-{}.tmp", aigc_core::new_content_id()));
+    if reflink_copy::reflink(src, &path).is_err() {
+        let _ = std::fs::remove_file(&path);
+        return Ok(None);
+    }
+    let tmp = tempfile::TempPath::try_from_path(path)?;
+    let clone = std::fs::OpenOptions::new().write(true).open(&tmp)?;
+    in_place::apply(&clone, &changes)?;
+    Ok(Some(tmp))
 }

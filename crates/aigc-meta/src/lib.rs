@@ -15,6 +15,7 @@ pub mod error;
 mod files;
 pub mod formats;
 mod handler;
+mod in_place;
 pub mod tiff_ifd;
 pub mod vorbis_comment;
 pub mod xmp;
