@@ -63,9 +63,10 @@ fn label_from_config(cfg: &config::Config) -> Result<Option<LabelValue>, String>
         .transpose()
 }
 
-/// A failure outcome, or a skip when an unsupported file was met while walking a folder.
+/// A failure outcome, or a skip when a file of no known format was met while walking a folder.
+/// A recognised file that cannot be labeled is always a failure, never silently skipped.
 fn failure(job: &Job, e: MetaError) -> Outcome {
-    if job.walked && e.kind == ErrorKind::Unsupported {
+    if job.walked && e.kind == ErrorKind::UnknownFormat {
         Outcome::Skipped(e.message)
     } else {
         Outcome::Failed(e.message)

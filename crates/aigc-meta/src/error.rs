@@ -15,7 +15,9 @@ pub enum ErrorKind {
     Io,
     /// The bytes do not follow the format (truncated, bad lengths, bad CRC, loops).
     Malformed,
-    /// No handler knows this format, or the handler does not support this variant.
+    /// No handler recognises the file (folder walks skip these).
+    UnknownFormat,
+    /// A recognised format in a variant the handler cannot write (a failure, never skipped).
     Unsupported,
     /// A declared or resulting size is beyond what the format or this tool allows.
     TooLarge,
@@ -27,6 +29,12 @@ impl MetaError {
     pub fn malformed(message: impl Into<String>) -> MetaError {
         MetaError {
             kind: ErrorKind::Malformed,
+            message: message.into(),
+        }
+    }
+    pub fn unknown_format(message: impl Into<String>) -> MetaError {
+        MetaError {
+            kind: ErrorKind::UnknownFormat,
             message: message.into(),
         }
     }

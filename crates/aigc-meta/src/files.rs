@@ -90,7 +90,7 @@ pub fn open_input(path: &Path) -> Result<(File, &'static dyn FormatHandler)> {
             } else {
                 format!(" (named .{ext} but its content is not {format})")
             };
-            Err(MetaError::unsupported(format!(
+            Err(MetaError::unknown_format(format!(
                 "unsupported or unrecognised format{claimed}; supported: {SUPPORTED}"
             )))
         }

@@ -118,6 +118,34 @@ struct Headers {
     pages: Vec<Page>,
     /// The header packets of the stream (identification first).
     packets: Vec<Vec<u8>>,
+    /// Audio segments that followed the last header packet on its page.
+    tail: Option<Tail>,
+}
+
+/// The part of the last header page after the headers: audio that must keep its page's
+/// granule position on a page of its own.
+struct Tail {
+    flags: u8,
+    granule: [u8; 8],
+    lacing: Vec<u8>,
+    data: Vec<u8>,
+}
+
+impl Tail {
+    fn page(&self, serial: u32, seq: u32) -> Vec<u8> {
+        let mut page = b"OggS\0".to_vec();
+        page.push(self.flags);
+        page.extend_from_slice(&self.granule);
+        page.extend_from_slice(&serial.to_le_bytes());
+        page.extend_from_slice(&seq.to_le_bytes());
+        page.extend_from_slice(&[0, 0, 0, 0]);
+        page.push(self.lacing.len() as u8);
+        page.extend_from_slice(&self.lacing);
+        page.extend_from_slice(&self.data);
+        let crc = ogg_crc(&page);
+        page[22..26].copy_from_slice(&crc.to_le_bytes());
+        page
+    }
 }
 
 fn read_headers(src: &mut dyn Source, len: u64) -> Result<Headers> {
@@ -125,6 +153,7 @@ fn read_headers(src: &mut dyn Source, len: u64) -> Result<Headers> {
     let mut target: Option<(u32, Codec)> = None;
     let mut packets: Vec<Vec<u8>> = Vec::new();
     let mut partial: Vec<u8> = Vec::new();
+    let mut tail = None;
     let mut pos = 0u64;
     loop {
         let page = read_page(src, pos, len)?;
@@ -161,7 +190,7 @@ fn read_headers(src: &mut dyn Source, len: u64) -> Result<Headers> {
                 "Ogg page",
             )?;
             let mut off = 0usize;
-            for &l in &page.lacing {
+            for (k, &l) in page.lacing.iter().enumerate() {
                 partial.extend_from_slice(&body[off..off + l as usize]);
                 off += l as usize;
                 if partial.len() as u64 > MAX_CARRIER {
@@ -171,16 +200,26 @@ fn read_headers(src: &mut dyn Source, len: u64) -> Result<Headers> {
                 }
                 if l < 255 {
                     packets.push(std::mem::take(&mut partial));
+                    if packets.len() == codec.headers() {
+                        // Audio may start on the page where the headers end (valid Ogg, seen
+                        // in real files): its segments are kept to go on a page of their own.
+                        if k + 1 < page.lacing.len() {
+                            let granule = read_at(src, page.at + 6, 8, len, "Ogg page")?;
+                            tail = Some(Tail {
+                                flags: page.flags & !0x01,
+                                granule: granule.try_into().expect("8 bytes"),
+                                lacing: page.lacing[k + 1..].to_vec(),
+                                data: body[off..].to_vec(),
+                            });
+                        }
+                        break;
+                    }
                 }
             }
             if packets.len() >= codec.headers() {
-                if packets.len() > codec.headers() || !partial.is_empty() {
-                    return Err(MetaError::unsupported(
-                        "audio data shares a page with the Ogg header packets",
-                    ));
-                }
                 pages.push(page);
                 return Ok(Headers {
+                    tail,
                     codec,
                     serial,
                     pages,
@@ -288,7 +327,10 @@ impl FormatHandler for Ogg {
                 "the Ogg identification header does not sit alone on its page",
             ));
         }
-        let new_pages = paginate(&rest, h.serial, first_seq + 1);
+        let mut new_pages = paginate(&rest, h.serial, first_seq + 1);
+        if let Some(t) = &h.tail {
+            new_pages.push(t.page(h.serial, first_seq + 1 + new_pages.len() as u32));
+        }
         let old_count = target_pages.len() as i64 - 1;
         let delta = new_pages.len() as i64 - old_count;
 
