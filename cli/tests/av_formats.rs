@@ -566,3 +566,63 @@ open(sys.argv[2], 'wb').write(out)
         "{report}"
     );
 }
+
+#[test]
+fn rf64_wav_and_mp3_id3v1_tails_are_kept() {
+    let dir = av_workdir();
+    // RF64 (what WAV files over 4 GB use), forced on a small file by ffmpeg.
+    let rf64 = dir.path().join("rf64.wav");
+    let o = tool(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-i",
+            dir.path().join("tone.wav").to_str().unwrap(),
+            "-c",
+            "copy",
+            "-rf64",
+            "always",
+            rf64.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(&std::fs::read(&rf64).unwrap()[..4], b"RF64");
+    let out = dir.path().join("m-rf64.wav");
+    mark(&rf64, &out, "rf64");
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[..4], b"RF64");
+    let riff_size = u64::from_le_bytes(bytes[20..28].try_into().unwrap());
+    assert_eq!(
+        riff_size + 8,
+        bytes.len() as u64,
+        "ds64 riffSize not updated"
+    );
+    assert_eq!(independent_label(&out), label_json("rf64"));
+    assert_eq!(streamhash(&rf64), streamhash(&out));
+    // MP3 with an ID3v1 tag at the end: still there, unchanged.
+    let v1 = dir.path().join("v1.mp3");
+    let o = tool(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-i",
+            dir.path().join("tone.mp3").to_str().unwrap(),
+            "-c",
+            "copy",
+            "-write_id3v1",
+            "1",
+            "-metadata",
+            "title=Tail title",
+            v1.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("m-v1.mp3");
+    mark(&v1, &out, "v1");
+    let (a, b) = (std::fs::read(&v1).unwrap(), std::fs::read(&out).unwrap());
+    assert_eq!(&b[b.len() - 128..b.len() - 125], b"TAG");
+    assert_eq!(a[a.len() - 128..], b[b.len() - 128..], "ID3v1 tag changed");
+    assert_eq!(independent_label(&out), label_json("v1"));
+}

@@ -31,7 +31,7 @@ impl BoxRef {
 }
 
 fn check(at: u64, size: u64, header: u64, to: u64, ty: &[u8; 4], what: &str) -> Result<()> {
-    if size < header || at + size > to {
+    if size < header || at.checked_add(size).is_none_or(|end| end > to) {
         return Err(MetaError::malformed(format!(
             "{what}: box '{}' at offset {at} declares {size} bytes past its container's end at {to} (truncated or bad size)",
             String::from_utf8_lossy(ty)
@@ -111,4 +111,33 @@ pub fn make_box(ty: &[u8; 4], body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(ty);
     out.extend_from_slice(body);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boxes_with_64_bit_sizes_and_size_zero() {
+        let mut b = make_box(b"ftyp", b"isom\0\0\0\0");
+        b.extend_from_slice(&1u32.to_be_bytes());
+        b.extend_from_slice(b"mdat");
+        b.extend_from_slice(&24u64.to_be_bytes());
+        b.extend_from_slice(&[7u8; 8]);
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b.extend_from_slice(b"free");
+        b.extend_from_slice(&[0u8; 5]);
+        let list = boxes_in(&b, 0, b.len(), "t").unwrap();
+        assert_eq!(
+            list.iter().map(|x| x.name()).collect::<Vec<_>>(),
+            ["ftyp", "mdat", "free"]
+        );
+        assert_eq!((list[1].header, list[1].size), (16, 24));
+        assert_eq!(list[2].end(), b.len() as u64);
+        let mut bad = b.clone();
+        bad[24..32].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert!(boxes_in(&bad, 0, bad.len(), "t").is_err());
+        let mut c = std::io::Cursor::new(b.clone());
+        assert_eq!(boxes(&mut c, 0, b.len() as u64, "t").unwrap().len(), 3);
+    }
 }

@@ -328,7 +328,12 @@ impl Meta {
         Ok(loc
             .extents
             .iter()
-            .map(|e| (origin + loc.base + e.offset, e.length))
+            .map(|e| {
+                (
+                    origin.saturating_add(loc.base).saturating_add(e.offset),
+                    e.length,
+                )
+            })
             .collect())
     }
 
