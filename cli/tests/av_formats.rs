@@ -110,6 +110,41 @@ fn decode_messages(path: &Path) -> String {
     stderr(&o)
 }
 
+/// `ffmpeg -i input -c copy EXTRA... output`, which must succeed.
+fn ffmpeg_copy(input: &Path, output: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "-v",
+        "error",
+        "-y",
+        "-i",
+        input.to_str().unwrap(),
+        "-map",
+        "0",
+        "-c",
+        "copy",
+    ];
+    args.extend_from_slice(extra);
+    args.push(output.to_str().unwrap());
+    let o = tool("ffmpeg", &args);
+    assert!(
+        o.status.success(),
+        "ffmpeg {extra:?} on {}: {}",
+        input.display(),
+        stderr(&o)
+    );
+}
+
+/// ogginfo finds nothing to warn about.
+fn assert_ogginfo_clean(path: &Path) {
+    let check = tool("ogginfo", &[path.to_str().unwrap()]);
+    let report = (stdout(&check) + &stderr(&check)).to_lowercase();
+    assert!(
+        !report.contains("warning") && !report.contains("error"),
+        "{}: {report}",
+        path.display()
+    );
+}
+
 #[test]
 fn independent_tools_read_the_exact_label_and_media_is_untouched() {
     let dir = av_workdir();
@@ -250,26 +285,12 @@ fn labels_written_by_ffmpeg_are_read_and_replaced() {
     ] {
         let out = dir.path().join(format!("ff-{name}"));
         let meta = format!("AIGC={json}");
-        let mut args = vec![
-            "-v",
-            "error",
-            "-y",
-            "-i",
-            dir.path().join(name).to_str().unwrap().to_string().leak(),
-            "-map",
-            "0",
-            "-c",
-            "copy",
-            "-metadata",
-            &meta,
-        ];
+        let mut args = vec!["-metadata", meta.as_str()];
         if name.ends_with(".ogg") {
-            args.extend(["-metadata:s:a:0", &meta]);
+            args.extend(["-metadata:s:a:0", meta.as_str()]);
         }
         args.extend(extra.iter().copied());
-        args.push(out.to_str().unwrap());
-        let o = tool("ffmpeg", &args);
-        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        ffmpeg_copy(&dir.path().join(name), &out, &args);
         let v = verify_json(&out);
         assert_eq!(v["verdict"], "compliant", "{name}: {v}");
         assert_eq!(v["metadata"]["label"]["ProduceID"], "by-ffmpeg", "{name}");
@@ -353,12 +374,7 @@ fn ogg_pages_are_renumbered_when_the_header_grows() {
             &big,
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
-        let check = tool("ogginfo", &[out.to_str().unwrap()]);
-        let report = stdout(&check) + &stderr(&check);
-        assert!(
-            !report.to_lowercase().contains("warning") && !report.to_lowercase().contains("error"),
-            "{name}: {report}"
-        );
+        assert_ogginfo_clean(&out);
         assert_eq!(
             streamhash(&dir.path().join(name)),
             streamhash(&out),
@@ -380,21 +396,11 @@ fn fragmented_mp4_with_absolute_base_offsets_is_shifted() {
     // Without default_base_moof, ffmpeg writes absolute base-data-offsets into every tfhd.
     let dir = av_workdir();
     let frag = dir.path().join("abs.mp4");
-    let o = tool(
-        "ffmpeg",
-        &[
-            "-v",
-            "error",
-            "-i",
-            dir.path().join("clip.mp4").to_str().unwrap(),
-            "-c",
-            "copy",
-            "-movflags",
-            "frag_keyframe+empty_moov",
-            frag.to_str().unwrap(),
-        ],
+    ffmpeg_copy(
+        &dir.path().join("clip.mp4"),
+        &frag,
+        &["-movflags", "frag_keyframe+empty_moov"],
     );
-    assert!(o.status.success());
     let out = dir.path().join("abs-m.mp4");
     mark(&frag, &out, "frag");
     assert_eq!(streamhash(&frag), streamhash(&out));
@@ -559,12 +565,7 @@ open(sys.argv[2], 'wb').write(out)
     assert_eq!(independent_label(&out), label_json("shared"));
     assert_eq!(streamhash(&shared), streamhash(&out));
     assert_eq!(decode_messages(&out), "");
-    let check = tool("ogginfo", &[out.to_str().unwrap()]);
-    let report = (stdout(&check) + &stderr(&check)).to_lowercase();
-    assert!(
-        !report.contains("warning") && !report.contains("error"),
-        "{report}"
-    );
+    assert_ogginfo_clean(&out);
 }
 
 #[test]
@@ -572,21 +573,7 @@ fn rf64_wav_and_mp3_id3v1_tails_are_kept() {
     let dir = av_workdir();
     // RF64 (what WAV files over 4 GB use), forced on a small file by ffmpeg.
     let rf64 = dir.path().join("rf64.wav");
-    let o = tool(
-        "ffmpeg",
-        &[
-            "-v",
-            "error",
-            "-i",
-            dir.path().join("tone.wav").to_str().unwrap(),
-            "-c",
-            "copy",
-            "-rf64",
-            "always",
-            rf64.to_str().unwrap(),
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    ffmpeg_copy(&dir.path().join("tone.wav"), &rf64, &["-rf64", "always"]);
     assert_eq!(&std::fs::read(&rf64).unwrap()[..4], b"RF64");
     let out = dir.path().join("m-rf64.wav");
     mark(&rf64, &out, "rf64");
@@ -602,23 +589,11 @@ fn rf64_wav_and_mp3_id3v1_tails_are_kept() {
     assert_eq!(streamhash(&rf64), streamhash(&out));
     // MP3 with an ID3v1 tag at the end: still there, unchanged.
     let v1 = dir.path().join("v1.mp3");
-    let o = tool(
-        "ffmpeg",
-        &[
-            "-v",
-            "error",
-            "-i",
-            dir.path().join("tone.mp3").to_str().unwrap(),
-            "-c",
-            "copy",
-            "-write_id3v1",
-            "1",
-            "-metadata",
-            "title=Tail title",
-            v1.to_str().unwrap(),
-        ],
+    ffmpeg_copy(
+        &dir.path().join("tone.mp3"),
+        &v1,
+        &["-write_id3v1", "1", "-metadata", "title=Tail title"],
     );
-    assert!(o.status.success(), "{}", stderr(&o));
     let out = dir.path().join("m-v1.mp3");
     mark(&v1, &out, "v1");
     let (a, b) = (std::fs::read(&v1).unwrap(), std::fs::read(&out).unwrap());
