@@ -152,7 +152,7 @@ fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
     let mut template = Label::produced(
         value,
         &producer,
-        a.produce_id.as_deref().unwrap_or("placeholder"),
+        a.produce_id.as_deref().unwrap_or(&new_content_id()),
     );
     template.reserved_code1 = a.reserved_code1.clone().unwrap_or_default();
     check_label(&template, mode)?;
