@@ -199,6 +199,16 @@ fn relabel_by_clone(
     opts: &WriteOptions,
     dir: &Path,
 ) -> Result<Option<tempfile::TempPath>> {
+    // Clone first: it is O(1), and where it is unsupported (ext4) nothing else is wasted.
+    let path = dir.join(format!(".aigc-label-{}.tmp", aigc_core::new_content_id()));
+    if let Err(e) = reflink_copy::reflink(src, &path) {
+        // A half-made clone is ours to remove; a file that was already there is not.
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            let _ = std::fs::remove_file(&path);
+        }
+        return Ok(None);
+    }
+    let tmp = tempfile::TempPath::try_from_path(path)?;
     let len = file.metadata()?.len();
     let mut reader = BufReader::with_capacity(64 << 10, file.try_clone()?);
     let json = label.to_json();
@@ -206,14 +216,8 @@ fn relabel_by_clone(
         handler.write(&mut reader, dst, &json, opts)
     })?
     else {
-        return Ok(None);
+        return Ok(None); // dropping `tmp` removes the clone
     };
-    let path = dir.join(format!(".aigc-label-{}.tmp", aigc_core::new_content_id()));
-    if reflink_copy::reflink(src, &path).is_err() {
-        let _ = std::fs::remove_file(&path);
-        return Ok(None);
-    }
-    let tmp = tempfile::TempPath::try_from_path(path)?;
     let clone = std::fs::OpenOptions::new().write(true).open(&tmp)?;
     in_place::apply(&clone, &changes)?;
     Ok(Some(tmp))
