@@ -314,6 +314,13 @@ fn plate_alpha(img: &RgbaImage, r: [u32; 4]) -> f32 {
 
 /// "Over" compositing of an opaque colour at `alpha` onto a pixel that may be transparent.
 fn blend(p: &mut Rgba<u8>, rgb: [u8; 3], alpha: f32) {
+    if p[3] == 255 {
+        // Opaque destination (the common case): a plain lerp, no division.
+        for i in 0..3 {
+            p[i] = (p[i] as f32 + (rgb[i] as f32 - p[i] as f32) * alpha).round() as u8;
+        }
+        return;
+    }
     let da = p[3] as f32 / 255.0;
     let oa = alpha + da * (1.0 - alpha);
     if oa <= 0.0 {
@@ -347,5 +354,8 @@ mod tests {
         let mut q = Rgba([0, 0, 0, 255]);
         blend(&mut q, [255, 255, 255], 1.0);
         assert_eq!(q, Rgba([255, 255, 255, 255]));
+        let mut h = Rgba([100, 0, 200, 255]);
+        blend(&mut h, [200, 100, 0], 0.5);
+        assert_eq!(h, Rgba([150, 50, 100, 255]));
     }
 }
