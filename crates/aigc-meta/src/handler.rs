@@ -99,9 +99,8 @@ impl Scan {
 
     /// Records the label copies in the UserComments of an EXIF block held in memory.
     pub fn add_exif(&mut self, carrier_prefix: &str, block: &[u8]) {
-        let mut copy = block.to_vec();
-        match crate::tiff_ifd::blank_label_comments(&mut copy) {
-            Ok((comments, _)) => {
+        match crate::tiff_ifd::block_user_comments(block) {
+            Ok(comments) => {
                 for c in comments.into_iter().filter(|c| c.is_label()) {
                     self.add_json(&format!("{carrier_prefix}:{}:UserComment", c.ifd), c.text);
                 }
@@ -158,6 +157,20 @@ impl Scan {
             Ok(()) => Ok(()),
         }
     }
+}
+
+/// The source's length, after checking that it starts with `handler`'s signature (the same test
+/// the registry uses), so a handler never works on bytes of another format.
+pub fn checked_len(handler: &dyn FormatHandler, src: &mut dyn Source) -> Result<u64> {
+    let len = crate::bytes::source_len(src)?;
+    let head = crate::bytes::read_at(src, 0, 64.min(len), len, "file signature")?;
+    if !handler.matches(&head) {
+        return Err(crate::MetaError::malformed(format!(
+            "not a {} file (bad signature)",
+            handler.format().name().to_uppercase()
+        )));
+    }
+    Ok(len)
 }
 
 /// The XMP packet a handler writes: the file's existing primary packet (raw bytes, if any) with

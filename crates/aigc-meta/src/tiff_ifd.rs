@@ -361,13 +361,18 @@ pub fn blank_user_comment(len: u64) -> Vec<u8> {
     v
 }
 
+/// The UserComments of an EXIF block held in memory (with or without the `Exif\0\0` prefix),
+/// offsets relative to `block`. Reads only.
+pub fn block_user_comments(block: &[u8]) -> Result<Vec<UserComment>> {
+    let base = if block.starts_with(b"Exif\0\0") { 6 } else { 0 };
+    find_user_comments(&mut Cursor::new(block), base, block.len() as u64)
+}
+
 /// Finds UserComments in an EXIF block held in memory (with or without the `Exif\0\0` prefix)
 /// and blanks those that hold a label. Returns the comments found (offsets relative to `block`)
 /// and whether anything changed.
 pub fn blank_label_comments(block: &mut [u8]) -> Result<(Vec<UserComment>, bool)> {
-    let base = if block.starts_with(b"Exif\0\0") { 6 } else { 0 };
-    let len = block.len() as u64;
-    let comments = find_user_comments(&mut Cursor::new(&*block), base, len)?;
+    let comments = block_user_comments(block)?;
     let mut changed = false;
     for c in comments.iter().filter(|c| c.is_label()) {
         let blank = blank_user_comment(c.len);

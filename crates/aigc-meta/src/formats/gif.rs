@@ -2,11 +2,9 @@
 //! written raw, followed by the 258-byte "magic trailer" (0x01, 0xFF down to 0x00, then the block
 //! terminator) that makes a decoder walking sub-blocks land on the terminator.
 
-use crate::bytes::{
-    copy_range, copy_rest, read_array, read_at, source_len, Sink, Source, MAX_CARRIER,
-};
+use crate::bytes::{copy_range, copy_rest, read_array, read_at, Sink, Source, MAX_CARRIER};
 use crate::error::{MetaError, Result};
-use crate::handler::{merged_xmp, Format, FormatHandler, Scan, WriteOptions};
+use crate::handler::{checked_len, merged_xmp, Format, FormatHandler, Scan, WriteOptions};
 use std::io::SeekFrom;
 
 const XMP_APP_ID: &[u8; 11] = b"XMP DataXMP";
@@ -161,15 +159,6 @@ fn read_packet(src: &mut dyn Source, b: &Block, len: u64) -> Result<Vec<u8>> {
     Ok(raw)
 }
 
-fn check_header(src: &mut dyn Source) -> Result<u64> {
-    let len = source_len(src)?;
-    let h = read_at(src, 0, 6.min(len), len, "GIF signature")?;
-    if h != b"GIF87a" && h != b"GIF89a" {
-        return Err(MetaError::malformed("not a GIF file (bad signature)"));
-    }
-    Ok(len)
-}
-
 impl FormatHandler for Gif {
     fn format(&self) -> Format {
         Format::Gif
@@ -180,7 +169,7 @@ impl FormatHandler for Gif {
     }
 
     fn scan(&self, src: &mut dyn Source) -> Result<Scan> {
-        let len = check_header(src)?;
+        let len = checked_len(self, src)?;
         let mut scan = Scan::default();
         let layout = match walk(src, len) {
             Ok(l) => l,
@@ -205,7 +194,7 @@ impl FormatHandler for Gif {
         label_json: &str,
         opts: &WriteOptions,
     ) -> Result<()> {
-        let len = check_header(src)?;
+        let len = checked_len(self, src)?;
         let layout = walk(src, len).map_err(|(_, e)| e)?;
         let existing = match layout.blocks.iter().find(|b| b.kind == Kind::Xmp) {
             Some(b) => Some(read_packet(src, b, len)?),

@@ -3,9 +3,9 @@
 //! Only the marker segments before the first SOS are parsed: metadata segments live there, and the
 //! entropy-coded data after it is copied as one range without being looked at.
 
-use crate::bytes::{be_u16, copy_range, copy_rest, read_array, read_at, source_len, Sink, Source};
+use crate::bytes::{be_u16, copy_range, copy_rest, read_array, read_at, Sink, Source};
 use crate::error::{MetaError, Result};
-use crate::handler::{merged_xmp, Format, FormatHandler, Scan, WriteOptions};
+use crate::handler::{checked_len, merged_xmp, Format, FormatHandler, Scan, WriteOptions};
 use std::io::SeekFrom;
 
 const XMP_SIG: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
@@ -134,15 +134,6 @@ fn walk(src: &mut dyn Source, len: u64) -> std::result::Result<Layout, (Layout, 
     }
 }
 
-fn check_soi(src: &mut dyn Source) -> Result<u64> {
-    let len = source_len(src)?;
-    let head = read_at(src, 0, 2.min(len), len, "JPEG signature")?;
-    if head != [0xFF, 0xD8] {
-        return Err(MetaError::malformed("not a JPEG file (no SOI marker)"));
-    }
-    Ok(len)
-}
-
 impl FormatHandler for Jpeg {
     fn format(&self) -> Format {
         Format::Jpeg
@@ -153,7 +144,7 @@ impl FormatHandler for Jpeg {
     }
 
     fn scan(&self, src: &mut dyn Source) -> Result<Scan> {
-        let len = check_soi(src)?;
+        let len = checked_len(self, src)?;
         let mut scan = Scan::default();
         let layout = match walk(src, len) {
             Ok(l) => l,
@@ -198,7 +189,7 @@ impl FormatHandler for Jpeg {
         label_json: &str,
         opts: &WriteOptions,
     ) -> Result<()> {
-        let len = check_soi(src)?;
+        let len = checked_len(self, src)?;
         let layout = walk(src, len).map_err(|(_, e)| e)?;
         let existing = match layout.segments.iter().find(|s| s.kind == Kind::Xmp) {
             Some(seg) => {

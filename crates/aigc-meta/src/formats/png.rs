@@ -2,9 +2,9 @@
 //! before the first `IDAT`. Also read: `tEXt`/`zTXt`/`iTXt` keyword `AIGC` (Pillow and others
 //! write these), XMP in `zTXt`/`tEXt`, and UserComment in an `eXIf` chunk.
 
-use crate::bytes::{be_u32, copy_rest, read_array, read_at, source_len, Sink, Source, MAX_CARRIER};
+use crate::bytes::{be_u32, copy_rest, read_array, read_at, Sink, Source, MAX_CARRIER};
 use crate::error::{MetaError, Result};
-use crate::handler::{merged_xmp, Format, FormatHandler, Scan, WriteOptions};
+use crate::handler::{checked_len, merged_xmp, Format, FormatHandler, Scan, WriteOptions};
 use std::io::{Read, SeekFrom};
 
 const SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
@@ -198,14 +198,6 @@ fn chunk_text(ty: &[u8; 4], data: &[u8]) -> Result<Vec<u8>> {
     }
 }
 
-fn check_signature(src: &mut dyn Source) -> Result<u64> {
-    let len = source_len(src)?;
-    if read_at(src, 0, 8.min(len), len, "PNG signature")? != SIGNATURE {
-        return Err(MetaError::malformed("not a PNG file (bad signature)"));
-    }
-    Ok(len)
-}
-
 impl FormatHandler for Png {
     fn format(&self) -> Format {
         Format::Png
@@ -216,7 +208,7 @@ impl FormatHandler for Png {
     }
 
     fn scan(&self, src: &mut dyn Source) -> Result<Scan> {
-        let len = check_signature(src)?;
+        let len = checked_len(self, src)?;
         let mut scan = Scan::default();
         let layout = match walk(src, len) {
             Ok(l) => l,
@@ -261,7 +253,7 @@ impl FormatHandler for Png {
         label_json: &str,
         opts: &WriteOptions,
     ) -> Result<()> {
-        let len = check_signature(src)?;
+        let len = checked_len(self, src)?;
         let layout = walk(src, len).map_err(|(_, e)| e)?;
         let first_idat = layout
             .chunks
