@@ -98,21 +98,59 @@ pub struct MarkArgs {
     /// The Label field: 1 AI-generated, 2 possibly, 3 suspected.
     #[arg(long, value_enum)]
     pub label: Option<LabelArg>,
-    /// Skip the metadata label (the only layer written today, so nothing would be written).
+    /// Refused: the metadata label is mandatory for every file (GB 45438 implicit label).
     #[arg(long)]
     pub no_metadata: bool,
-    /// Skip the visible label (reserved: the visible layer is not implemented yet).
+    /// Skip the visible label (images: drawn by default).
     #[arg(long)]
     pub no_visible: bool,
-    /// Skip the watermark (reserved: the watermark layer is not implemented yet).
+    /// Skip the watermark.
     #[arg(long)]
     pub no_watermark: bool,
+    #[command(flatten)]
+    pub visible: VisibleArgs,
+    /// Edge or corner of the visible label.
+    #[arg(long, value_enum, default_value = "bottom-right")]
+    pub position: PositionArg,
+    /// Ink height of the visible label's text as a share of the shortest side (at least 0.05).
+    #[arg(long, value_name = "RATIO", default_value_t = 0.06)]
+    pub visible_size: f32,
+    /// Opacity of the visible label (0.3-1).
+    #[arg(long, value_name = "OPACITY", default_value_t = 1.0)]
+    pub visible_opacity: f32,
+    /// Draw the text without the dark plate behind it.
+    #[arg(long)]
+    pub no_plate: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct VisibleArgs {
+    /// Text of the visible label (drawn by mark, looked for by verify).
+    #[arg(long, value_name = "TEXT", default_value = "AI生成")]
+    pub text: String,
+    /// Font file (TTF/OTF) for the visible label (default: the embedded Noto Sans SC subset).
+    #[arg(long, value_name = "FILE")]
+    pub font: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PositionArg {
+    TopLeft,
+    Top,
+    TopRight,
+    Left,
+    Right,
+    BottomLeft,
+    Bottom,
+    BottomRight,
 }
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     #[command(flatten)]
     pub inputs: Inputs,
+    #[command(flatten)]
+    pub visible: VisibleArgs,
     /// Exit 1 unless every file is compliant.
     #[arg(long)]
     pub require: bool,

@@ -5,9 +5,13 @@ mod args;
 mod batch;
 mod config;
 
+use ab_glyph::FontArc;
 use aigc_core::{assess, new_content_id, validate, Label, LabelValue, Mode, Verdict};
+use aigc_core::{Finding, FindingCode};
+use aigc_image::pipeline::{inspect_file, mark_file, PixelLayers, PixelReport};
+use aigc_image::{missing_glyphs, LabelStyle, Position};
 use aigc_meta::{scan_file, write_file, ErrorKind, MetaError, WriteOptions};
-use args::{Cli, Command, Inputs, MarkArgs, PropagateArgs, VerifyArgs};
+use args::{Cli, Command, Inputs, MarkArgs, PositionArg, PropagateArgs, VerifyArgs, VisibleArgs};
 use batch::{Destination, Job, Outcome};
 use clap::Parser;
 use serde_json::json;
@@ -96,33 +100,93 @@ fn write_options(no_iptc: bool, cfg: &config::Config) -> WriteOptions {
     }
 }
 
-/// Writes one labelled output (creating its folder) and describes what happened.
+/// Writes one labelled output (creating its folder) with `write` and describes what happened.
 fn write_one(
     job: &Job,
     out: &Path,
     label: &Label,
-    opts: &WriteOptions,
     verb: &str,
     id_name: &str,
-    id: &str,
+    write: impl FnOnce() -> Result<PixelReport, MetaError>,
 ) -> Outcome {
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         if let Err(e) = std::fs::create_dir_all(dir) {
             return Outcome::Failed(format!("cannot create {}: {e}", dir.display()));
         }
     }
-    match write_file(&job.input, out, label, opts) {
-        Ok(format) => Outcome::Done {
-            text: format!(
-                "{verb} {} -> {} ({}, {id_name} {id})",
+    let id = if id_name == "ProduceID" {
+        &label.produce_id
+    } else {
+        &label.propagate_id
+    };
+    match write() {
+        Ok(r) => {
+            let format = r.format.map(|f| f.name()).unwrap_or("?");
+            let mut text = format!(
+                "{verb} {} -> {} ({format}, {id_name} {id}",
                 job.input.display(),
                 out.display(),
-                format.name()
-            ),
-            json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format.name(), "label": label}),
-            ok: true,
-        },
+            );
+            if let Some(p) = &r.visible {
+                text.push_str(&format!(
+                    ", visible label {:.1}% high",
+                    p.height_ratio * 100.0
+                ));
+            }
+            if let Some(why) = &r.pixels_skipped {
+                text.push_str(&format!("; {why}"));
+            }
+            text.push(')');
+            let visible = r.visible.map(|p| json!({"ink_box": p.ink, "text_height_ratio": p.height_ratio, "frames": r.frames}));
+            Outcome::Done {
+                text,
+                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format, "label": label, "visible": visible, "jpeg_quality": r.jpeg_quality, "pixels_skipped": r.pixels_skipped}),
+                ok: true,
+            }
+        }
         Err(e) => failure(job, e),
+    }
+}
+
+/// The font for visible labels: `--font`, or the embedded one. Refuses text it cannot draw.
+fn load_font(v: &VisibleArgs) -> Result<FontArc, String> {
+    let font = match &v.font {
+        Some(p) => {
+            let data = std::fs::read(p)
+                .map_err(|e| format!("{}: cannot read the font: {e}", p.display()))?;
+            FontArc::try_from_vec(data)
+                .map_err(|e| format!("{}: not a TrueType/OpenType font: {e}", p.display()))?
+        }
+        None => FontArc::try_from_slice(aigc_image::FONT).expect("the embedded font is valid"),
+    };
+    let missing = missing_glyphs(&font, &v.text);
+    if !missing.is_empty() {
+        let list: String = missing.iter().collect();
+        let whose = if v.font.is_some() {
+            "that font"
+        } else {
+            "the embedded font"
+        };
+        return Err(format!(
+            "{whose} has no glyph for {list:?} in --text; pass --font with a font that covers them"
+        ));
+    }
+    if v.text.trim().is_empty() {
+        return Err("--text is empty".into());
+    }
+    Ok(font)
+}
+
+fn position(p: PositionArg) -> Position {
+    match p {
+        PositionArg::TopLeft => Position::TopLeft,
+        PositionArg::Top => Position::Top,
+        PositionArg::TopRight => Position::TopRight,
+        PositionArg::Left => Position::Left,
+        PositionArg::Right => Position::Right,
+        PositionArg::BottomLeft => Position::BottomLeft,
+        PositionArg::Bottom => Position::Bottom,
+        PositionArg::BottomRight => Position::BottomRight,
     }
 }
 
@@ -135,9 +199,34 @@ fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
         .ok_or("no producer code: pass --producer CODE, set producer in the config file, or set $AIGC_PRODUCER")?;
     if a.no_metadata {
         return Err(
-            "--no-metadata leaves nothing to do: the metadata label is the only layer written so far".into(),
+            "--no-metadata is refused: GB 45438 requires the implicit (metadata) label in every file".into(),
         );
     }
+    if !(0.05..=0.5).contains(&a.visible_size) {
+        return Err(format!(
+            "--visible-size {} is outside 0.05-0.5 (GB 45438: at least 5% of the shortest side)",
+            a.visible_size
+        ));
+    }
+    if !(0.3..=1.0).contains(&a.visible_opacity) {
+        return Err(format!(
+            "--visible-opacity {} is outside 0.3-1",
+            a.visible_opacity
+        ));
+    }
+    let font = if a.no_visible {
+        None
+    } else {
+        Some(load_font(&a.visible)?)
+    };
+    let style = LabelStyle {
+        text: a.visible.text.clone(),
+        position: position(a.position),
+        height_ratio: a.visible_size,
+        plate: !a.no_plate,
+        opacity: a.visible_opacity,
+        ..LabelStyle::default()
+    };
     let value = a
         .label
         .map(|l| l.value())
@@ -170,15 +259,12 @@ fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
             if a.produce_id.is_none() {
                 label.produce_id = new_content_id();
             }
-            write_one(
-                job,
-                out,
-                &label,
-                &opts,
-                "marked",
-                "ProduceID",
-                &label.produce_id,
-            )
+            let layers = PixelLayers {
+                visible: font.as_ref().map(|f| (&style, f)),
+            };
+            write_one(job, out, &label, "marked", "ProduceID", || {
+                mark_file(&job.input, out, &label, &opts, &layers)
+            })
         },
     ))
 }
@@ -188,6 +274,8 @@ fn verify(a: VerifyArgs, cfg: &config::Config) -> Result<batch::Summary, String>
     let (jobs, failed) = batch::expand(&a.inputs, &Destination::None)?;
     let threads = threads(&a.inputs, cfg);
     let require = a.require;
+    let font = load_font(&a.visible)?;
+    let text_to_find = a.visible.text.clone();
     Ok(batch::run(
         "verify",
         jobs,
@@ -199,7 +287,25 @@ fn verify(a: VerifyArgs, cfg: &config::Config) -> Result<batch::Summary, String>
                 Ok(fs) => fs,
                 Err(e) => return failure(job, e),
             };
-            let verdict = assess(&fs.scan.copies, &fs.scan.problems, mode);
+            let mut verdict = assess(&fs.scan.copies, &fs.scan.problems, mode);
+            // A file whose metadata reads but whose pixels do not still gets its metadata verdict.
+            let (pixels, pixel_error) = match inspect_file(&job.input, &font, &text_to_find) {
+                Ok(p) => (p, None),
+                Err(e) => (Default::default(), Some(e.message)),
+            };
+            if let Some(v) = pixels
+                .visible
+                .filter(|v| v.text_height_ratio < aigc_image::MIN_HEIGHT_RATIO)
+            {
+                verdict.findings.push(Finding::error(
+                    FindingCode::VisibleTooSmall,
+                    None,
+                    format!("the visible label at {} is {:.1}% of the shortest side tall; GB 45438 requires at least 5%", v.position.name(), v.text_height_ratio * 100.0),
+                ));
+                if verdict.verdict == Verdict::Compliant {
+                    verdict.verdict = Verdict::NonCompliant;
+                }
+            }
             let mut text = format!(
                 "{:<14} {:<5} {}",
                 verdict.verdict.as_str(),
@@ -209,9 +315,24 @@ fn verify(a: VerifyArgs, cfg: &config::Config) -> Result<batch::Summary, String>
             if let Some(l) = &verdict.label {
                 text.push_str(&format!("\n    label: {}", l.to_json()));
             }
+            if let Some(v) = &pixels.visible {
+                text.push_str(&format!(
+                    "\n    visible: {} at {}, {:.1}% of the shortest side",
+                    text_to_find,
+                    v.position.name(),
+                    v.text_height_ratio * 100.0
+                ));
+            }
             for f in &verdict.findings {
                 text.push_str(&format!("\n    {f}"));
             }
+            if let Some(e) = &pixel_error {
+                text.push_str(&format!("\n    pixels not checked: {e}"));
+            }
+            let visible = pixels.decoded.then(|| match &pixels.visible {
+                Some(v) => json!({"detected": true, "text_height_ratio": v.text_height_ratio, "position": v.position.name(), "score": v.score}),
+                None => json!({"detected": false, "text_height_ratio": null, "position": null}),
+            });
             let json = json!({
                 "path": job.input.display().to_string(),
                 "format": fs.format.name(),
@@ -220,7 +341,8 @@ fn verify(a: VerifyArgs, cfg: &config::Config) -> Result<batch::Summary, String>
                 "iptc_digital_source_type": fs.scan.digital_source_type,
                 "c2pa": fs.scan.c2pa,
                 "watermark": null,
-                "visible": null,
+                "visible": visible,
+                "pixels_error": pixel_error,
             });
             Outcome::Done {
                 text,
@@ -281,15 +403,13 @@ fn propagate(a: PropagateArgs, cfg: &config::Config) -> Result<batch::Summary, S
             if let Err(e) = check_label(&label, mode) {
                 return Outcome::Failed(e);
             }
-            write_one(
-                job,
-                out,
-                &label,
-                &opts,
-                "propagated",
-                "PropagateID",
-                &label.propagate_id,
-            )
+            write_one(job, out, &label, "propagated", "PropagateID", || {
+                let format = write_file(&job.input, out, &label, &opts)?;
+                Ok(PixelReport {
+                    format: Some(format),
+                    ..PixelReport::default()
+                })
+            })
         },
     ))
 }

@@ -42,9 +42,12 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `mark` with the metadata layer alone: the byte-level tests compare everything else.
 pub fn mark(input: &Path, output: &Path, produce_id: &str) -> Output {
     let o = aigc(&[
         "mark",
+        "--no-visible",
+        "--no-watermark",
         input.to_str().unwrap(),
         "-o",
         output.to_str().unwrap(),

@@ -39,6 +39,10 @@ pub enum FindingCode {
     DuplicateCopies,
     /// The file holds labels that disagree.
     DisagreeingCopies,
+    /// A visible label was found whose text is under 5% of the shortest side tall.
+    VisibleTooSmall,
+    /// A watermark was found although the file carries no metadata label (stripped metadata).
+    WatermarkOnly,
 }
 
 impl FindingCode {
@@ -58,6 +62,8 @@ impl FindingCode {
             FindingCode::PropagatorIncomplete => "propagator_incomplete",
             FindingCode::DuplicateCopies => "duplicate_copies",
             FindingCode::DisagreeingCopies => "disagreeing_copies",
+            FindingCode::VisibleTooSmall => "visible_too_small",
+            FindingCode::WatermarkOnly => "watermark_only",
         }
     }
 }

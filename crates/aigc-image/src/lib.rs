@@ -10,12 +10,19 @@
 //! This crate renders onto RGBA pixels. Wiring it into `mark` (decode, orientation, re-encode
 //! keeping format, quality and ICC/EXIF) is the job of the CLI pipeline.
 
+mod find_label;
+pub mod pipeline;
+pub use find_label::{find_label, FoundLabel};
+
 use ab_glyph::{point, Font, FontRef, PxScale, ScaleFont};
-use image::{Rgba, RgbaImage};
+use image::{DynamicImage, GenericImageView, Pixel, Rgba, RgbaImage};
 use std::fmt;
 
 /// The embedded font: Noto Sans CJK SC Bold, cut to printable ASCII and label characters.
 pub const FONT: &[u8] = include_bytes!("../fonts/AIGCLabelSans-Bold.otf");
+
+/// Plate padding around the ink, as a share of the ink height.
+const PLATE_PAD: f32 = 0.25;
 
 /// The least ink height the standard allows, as a share of the shortest side.
 pub const MIN_HEIGHT_RATIO: f32 = 0.05;
@@ -45,8 +52,27 @@ impl Position {
         Position::BottomRight,
     ];
 
+    /// The kebab-case name used on the command line and in reports (`bottom-right`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Position::TopLeft => "top-left",
+            Position::Top => "top",
+            Position::TopRight => "top-right",
+            Position::Left => "left",
+            Position::Right => "right",
+            Position::BottomLeft => "bottom-left",
+            Position::Bottom => "bottom",
+            Position::BottomRight => "bottom-right",
+        }
+    }
+
+    /// The position with this [`name`](Position::name).
+    pub fn from_name(name: &str) -> Option<Position> {
+        Position::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     /// Horizontal and vertical placement: -1 start, 0 centre, 1 end.
-    fn anchors(self) -> (i8, i8) {
+    pub(crate) fn anchors(self) -> (i8, i8) {
         match self {
             Position::TopLeft => (-1, -1),
             Position::Top => (0, -1),
@@ -191,12 +217,16 @@ fn layout<F: Font>(font: &F, text: &str, px: f32) -> Layout {
     }
 }
 
-/// Draws the label onto `img` and says where it went.
-pub fn draw_label<F: Font>(
-    img: &mut RgbaImage,
-    font: &F,
-    style: &LabelStyle,
-) -> Result<Placement, LabelError> {
+/// Where the label's pieces go for an image of a given size, before anything is drawn.
+struct Plan {
+    lay: Layout,
+    /// Pen origin of the first glyph.
+    origin: (f32, f32),
+    plate: [u32; 4],
+    short: f32,
+}
+
+fn plan<F: Font>(w: u32, h: u32, font: &F, style: &LabelStyle) -> Result<Plan, LabelError> {
     if style.text.trim().is_empty() {
         return Err(LabelError::EmptyText);
     }
@@ -204,19 +234,15 @@ pub fn draw_label<F: Font>(
     if !missing.is_empty() {
         return Err(LabelError::MissingGlyphs(missing));
     }
-    let (w, h) = img.dimensions();
     let short = w.min(h) as f32;
     // One pixel more than the target: anti-aliased top and bottom rows may fall under half cover.
     let target = (style.height_ratio.max(MIN_HEIGHT_RATIO) * short).ceil() + 1.0;
-    // Ink height is linear in the pixel scale: measure at 100 px, scale to the target.
-    let probe = layout(font, &style.text, 100.0);
-    let probe_h = probe.ink[3] - probe.ink[1];
-    let lay = layout(font, &style.text, 100.0 * target / probe_h);
+    let lay = layout_for_ink_height(font, &style.text, target);
     let ink_w = (lay.ink[2] - lay.ink[0]).ceil();
     let ink_h = (lay.ink[3] - lay.ink[1]).ceil();
     let margin = (style.margin_ratio * short).round().max(1.0);
     let pad = if style.plate {
-        (0.25 * ink_h).round().max(1.0)
+        (PLATE_PAD * ink_h).round().max(1.0)
     } else {
         0.0
     };
@@ -244,39 +270,63 @@ pub fn draw_label<F: Font>(
         (by + box_h) as u32,
     ];
     // Pen origin so the ink box's top-left lands at (bx + pad, by + pad).
-    let ox = bx + pad - lay.ink[0];
-    let oy = by + pad - lay.ink[1];
+    let origin = (bx + pad - lay.ink[0], by + pad - lay.ink[1]);
+    Ok(Plan {
+        lay,
+        origin,
+        plate,
+        short,
+    })
+}
 
-    let text_rgb = [255, 255, 255];
-    let opacity = style.opacity.clamp(0.0, 1.0);
-    if style.plate {
-        let alpha = plate_alpha(img, plate) * opacity;
-        for y in plate[1]..plate[3] {
-            for x in plate[0]..plate[2] {
-                blend(img.get_pixel_mut(x, y), [0, 0, 0], alpha);
-            }
-        }
-    }
-    let scaled = font.as_scaled(lay.scale);
+/// The layout whose exact ink box is `ink_h` pixels tall. Ink height is linear in the pixel
+/// scale: measure at 100 px, scale to the target.
+fn layout_for_ink_height<F: Font>(font: &F, text: &str, ink_h: f32) -> Layout {
+    let probe = layout(font, text, 100.0);
+    let probe_h = probe.ink[3] - probe.ink[1];
+    layout(font, text, 100.0 * ink_h / probe_h)
+}
+
+/// The label as one layer over the plate box: per pixel, its opacity and how white it is
+/// (text is white, the plate black, so one grey level describes the colour).
+struct Stamp {
+    rect: [u32; 4],
+    /// (alpha, white share) per pixel of `rect`, row-major.
+    px: Vec<(f32, f32)>,
+    ink: [u32; 4],
+}
+
+/// Text coverage (0..1) over `rect`, and the ink box of the pixels at least half covered.
+fn coverage<F: Font>(
+    font: &F,
+    lay: &Layout,
+    origin: (f32, f32),
+    rect: [u32; 4],
+) -> (Vec<f32>, [u32; 4]) {
+    let (rw, rh) = (rect[2] - rect[0], rect[3] - rect[1]);
+    let mut cover = vec![0f32; (rw * rh) as usize];
     let mut ink = [u32::MAX, u32::MAX, 0, 0];
+    let scaled = font.as_scaled(lay.scale);
     for (id, x) in &lay.glyphs {
-        let glyph = id.with_scale_and_position(lay.scale, point(ox + x, oy));
+        let glyph = id.with_scale_and_position(lay.scale, point(origin.0 + x, origin.1));
         let Some(outlined) = scaled.outline_glyph(glyph) else {
             continue;
         };
         let b = outlined.px_bounds();
-        outlined.draw(|gx, gy, cover| {
+        outlined.draw(|gx, gy, c| {
             let (px, py) = (b.min.x as i64 + gx as i64, b.min.y as i64 + gy as i64);
-            if px < 0 || py < 0 || px >= w as i64 || py >= h as i64 || cover <= 0.0 {
+            let inside = px >= rect[0] as i64
+                && py >= rect[1] as i64
+                && px < rect[2] as i64
+                && py < rect[3] as i64;
+            if !inside || c <= 0.0 {
                 return;
             }
             let (px, py) = (px as u32, py as u32);
-            blend(
-                img.get_pixel_mut(px, py),
-                text_rgb,
-                cover.min(1.0) * opacity,
-            );
-            if cover >= 0.5 {
+            let i = ((py - rect[1]) * rw + (px - rect[0])) as usize;
+            // Glyphs may touch (kerning): coverage adds up, capped at full.
+            cover[i] = (cover[i] + c).min(1.0);
+            if cover[i] >= 0.5 {
                 ink = [
                     ink[0].min(px),
                     ink[1].min(py),
@@ -286,17 +336,125 @@ pub fn draw_label<F: Font>(
             }
         });
     }
-    let height_ratio = (ink[3].saturating_sub(ink[1])) as f32 / short;
-    Ok(Placement {
-        ink,
-        plate: if style.plate { plate } else { ink },
-        height_ratio,
-    })
+    (cover, ink)
+}
+
+fn stamp<F: Font>(font: &F, plan: &Plan, style: &LabelStyle, plate_alpha: f32) -> Stamp {
+    let opacity = style.opacity.clamp(0.0, 1.0);
+    let rect = plan.plate;
+    let (cover, ink) = coverage(font, &plan.lay, plan.origin, rect);
+    let pa = if style.plate {
+        plate_alpha * opacity
+    } else {
+        0.0
+    };
+    // Text (white, alpha c) over the plate (black, alpha pa) as one layer: alpha c + pa(1 - c),
+    // premultiplied white c.
+    let px = cover
+        .iter()
+        .map(|&c| {
+            let c = c * opacity;
+            let a = c + pa * (1.0 - c);
+            (a, if a > 0.0 { c / a } else { 0.0 })
+        })
+        .collect();
+    Stamp { rect, px, ink }
+}
+
+/// "Over" compositing of the stamp onto any 8- or 16-bit pixel type, colour or grey, with or
+/// without alpha; the pixel type is kept.
+fn composite<P: Pixel>(img: &mut image::ImageBuffer<P, Vec<P::Subpixel>>, s: &Stamp) {
+    use image::Primitive;
+    use num_traits::{NumCast, ToPrimitive};
+    let n = P::CHANNEL_COUNT as usize;
+    let colors = if P::HAS_ALPHA { n - 1 } else { n };
+    let max = P::Subpixel::DEFAULT_MAX_VALUE.to_f32().unwrap_or(255.0);
+    let cast = |f: f32| -> P::Subpixel {
+        NumCast::from(f.round().clamp(0.0, max)).unwrap_or(P::Subpixel::DEFAULT_MAX_VALUE)
+    };
+    let rw = s.rect[2] - s.rect[0];
+    for (i, &(a, v)) in s.px.iter().enumerate() {
+        if a <= 0.0 {
+            continue;
+        }
+        let (x, y) = (s.rect[0] + i as u32 % rw, s.rect[1] + i as u32 / rw);
+        let ch = img.get_pixel_mut(x, y).channels_mut();
+        let value = v * max;
+        let da = if P::HAS_ALPHA {
+            ch[n - 1].to_f32().unwrap_or(max) / max
+        } else {
+            1.0
+        };
+        if da >= 1.0 {
+            // Opaque destination (the common case): a plain lerp, no division.
+            for c in ch.iter_mut().take(colors) {
+                let d = c.to_f32().unwrap_or(0.0);
+                *c = cast(d + (value - d) * a);
+            }
+            continue;
+        }
+        let oa = a + da * (1.0 - a);
+        if oa <= 0.0 {
+            continue;
+        }
+        for c in ch.iter_mut().take(colors) {
+            let d = c.to_f32().unwrap_or(0.0);
+            *c = cast((value * a + d * da * (1.0 - a)) / oa);
+        }
+        ch[n - 1] = cast(oa * max);
+    }
+}
+
+/// Draws the label onto `img` and says where it went.
+pub fn draw_label<F: Font>(
+    img: &mut RgbaImage,
+    font: &F,
+    style: &LabelStyle,
+) -> Result<Placement, LabelError> {
+    let plan = plan(img.width(), img.height(), font, style)?;
+    let st = stamp(font, &plan, style, plate_alpha(&*img, plan.plate));
+    composite(img, &st);
+    Ok(placement(&plan, &st, style))
+}
+
+/// Draws the label onto an image of any pixel type the `image` crate decodes (grey, grey+alpha,
+/// RGB, RGBA; 8 or 16 bits), keeping its type.
+pub fn draw_label_any<F: Font>(
+    img: &mut DynamicImage,
+    font: &F,
+    style: &LabelStyle,
+) -> Result<Placement, LabelError> {
+    let plan = plan(img.width(), img.height(), font, style)?;
+    let st = stamp(font, &plan, style, plate_alpha(&*img, plan.plate));
+    match img {
+        DynamicImage::ImageLuma8(b) => composite(b, &st),
+        DynamicImage::ImageLumaA8(b) => composite(b, &st),
+        DynamicImage::ImageRgb8(b) => composite(b, &st),
+        DynamicImage::ImageRgba8(b) => composite(b, &st),
+        DynamicImage::ImageLuma16(b) => composite(b, &st),
+        DynamicImage::ImageLumaA16(b) => composite(b, &st),
+        DynamicImage::ImageRgb16(b) => composite(b, &st),
+        DynamicImage::ImageRgba16(b) => composite(b, &st),
+        other => {
+            let mut b = other.to_rgba16();
+            composite(&mut b, &st);
+            *other = DynamicImage::ImageRgba16(b);
+        }
+    }
+    Ok(placement(&plan, &st, style))
+}
+
+fn placement(plan: &Plan, st: &Stamp, style: &LabelStyle) -> Placement {
+    Placement {
+        ink: st.ink,
+        plate: if style.plate { plan.plate } else { st.ink },
+        height_ratio: st.ink[3].saturating_sub(st.ink[1]) as f32 / plan.short,
+    }
 }
 
 /// The plate's opacity for the region: white text on a black plate reads on anything, and the
 /// brighter what lies beneath, the more plate it needs (0.45 over black up to 0.8 over white).
-fn plate_alpha(img: &RgbaImage, r: [u32; 4]) -> f32 {
+fn plate_alpha<I: GenericImageView<Pixel = Rgba<u8>>>(img: &I, r: [u32; 4]) -> f32 {
     let (mut sum, mut n) = (0.0f32, 0u32);
     let step = ((r[2] - r[0]).max(r[3] - r[1]) / 64).max(1) as usize;
     for y in (r[1]..r[3]).step_by(step) {
@@ -310,27 +468,6 @@ fn plate_alpha(img: &RgbaImage, r: [u32; 4]) -> f32 {
         }
     }
     0.45 + 0.35 * sum / n.max(1) as f32
-}
-
-/// "Over" compositing of an opaque colour at `alpha` onto a pixel that may be transparent.
-fn blend(p: &mut Rgba<u8>, rgb: [u8; 3], alpha: f32) {
-    if p[3] == 255 {
-        // Opaque destination (the common case): a plain lerp, no division.
-        for i in 0..3 {
-            p[i] = (p[i] as f32 + (rgb[i] as f32 - p[i] as f32) * alpha).round() as u8;
-        }
-        return;
-    }
-    let da = p[3] as f32 / 255.0;
-    let oa = alpha + da * (1.0 - alpha);
-    if oa <= 0.0 {
-        return;
-    }
-    for i in 0..3 {
-        let c = (rgb[i] as f32 * alpha + p[i] as f32 * da * (1.0 - alpha)) / oa;
-        p[i] = c.round().clamp(0.0, 255.0) as u8;
-    }
-    p[3] = (oa * 255.0).round() as u8;
 }
 
 #[cfg(test)]
@@ -347,15 +484,20 @@ mod tests {
     }
 
     #[test]
-    fn blending_onto_transparent_keeps_the_colour() {
-        let mut p = Rgba([0, 0, 0, 0]);
-        blend(&mut p, [255, 255, 255], 0.5);
-        assert_eq!(p, Rgba([255, 255, 255, 128]));
-        let mut q = Rgba([0, 0, 0, 255]);
-        blend(&mut q, [255, 255, 255], 1.0);
-        assert_eq!(q, Rgba([255, 255, 255, 255]));
-        let mut h = Rgba([100, 0, 200, 255]);
-        blend(&mut h, [200, 100, 0], 0.5);
-        assert_eq!(h, Rgba([150, 50, 100, 255]));
+    fn compositing_keeps_colour_on_transparent_and_type_on_16_bit() {
+        let one = |a, v| Stamp {
+            rect: [0, 0, 1, 1],
+            px: vec![(a, v)],
+            ink: [0, 0, 1, 1],
+        };
+        let mut t = RgbaImage::from_pixel(1, 1, Rgba([0, 0, 0, 0]));
+        composite(&mut t, &one(0.5, 1.0));
+        assert_eq!(t.get_pixel(0, 0), &Rgba([255, 255, 255, 128]));
+        let mut o = RgbaImage::from_pixel(1, 1, Rgba([100, 0, 200, 255]));
+        composite(&mut o, &one(0.5, 0.0));
+        assert_eq!(o.get_pixel(0, 0), &Rgba([50, 0, 100, 255]));
+        let mut g = image::ImageBuffer::from_pixel(1, 1, image::Luma([1000u16]));
+        composite(&mut g, &one(1.0, 1.0));
+        assert_eq!(g.get_pixel(0, 0).0, [65535]);
     }
 }

@@ -134,7 +134,62 @@ pub fn write_file(src: &Path, dst: &Path, label: &Label, opts: &WriteOptions) ->
             return finish(handler, tmp, dst, label, perms);
         }
     }
-    let tmp = tempfile::Builder::new()
+    let tmp = temp_in(dir)?;
+    {
+        let mut reader = BufReader::with_capacity(256 << 10, file);
+        let mut writer = BufWriter::with_capacity(256 << 10, tmp.as_file());
+        handler.write(&mut reader, &mut writer, &label.to_json(), opts)?;
+        writer.flush()?;
+    }
+    finish(handler, tmp.into_temp_path(), dst, label, perms)
+}
+
+/// Like [`write_file`] for a file whose pixels were re-encoded: `encoded` holds the new file's
+/// bytes (its format must be `format`), `like` is the input whose permissions the output gets.
+/// The label goes in, the result is read back and checked, then renamed over `dst`.
+pub fn write_encoded(
+    encoded: &[u8],
+    format: Format,
+    like: &Path,
+    dst: &Path,
+    label: &Label,
+    opts: &WriteOptions,
+) -> Result<Format> {
+    let handler = detect(encoded)
+        .filter(|h| h.format() == format)
+        .ok_or_else(|| {
+            MetaError::verification(format!(
+                "the re-encoded image is not a valid {} file",
+                format.name()
+            ))
+        })?;
+    let perms = std::fs::metadata(like)?.permissions();
+    let dir = match dst.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = temp_in(dir)?;
+    {
+        let mut reader = std::io::Cursor::new(encoded);
+        let mut writer = BufWriter::with_capacity(256 << 10, tmp.as_file());
+        handler.write(&mut reader, &mut writer, &label.to_json(), opts)?;
+        writer.flush()?;
+    }
+    finish(handler, tmp.into_temp_path(), dst, label, perms)
+}
+
+/// The pixel-preserving metadata carry-over for formats that have one (JPEG, PNG): `encoded`
+/// with `original`'s metadata segments or chunks. Other formats return `encoded` unchanged.
+pub fn carry_metadata(format: Format, original: &[u8], encoded: Vec<u8>) -> Result<Vec<u8>> {
+    match format {
+        Format::Jpeg => formats::jpeg::carry_metadata(original, &encoded),
+        Format::Png => formats::png::carry_metadata(original, &encoded),
+        _ => Ok(encoded),
+    }
+}
+
+fn temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
         .prefix(".aigc-label-")
         .suffix(".tmp")
         .tempfile_in(dir)
@@ -143,14 +198,7 @@ pub fn write_file(src: &Path, dst: &Path, label: &Label, opts: &WriteOptions) ->
                 e.kind(),
                 format!("cannot create a temporary file in {}: {e}", dir.display()),
             ))
-        })?;
-    {
-        let mut reader = BufReader::with_capacity(256 << 10, file);
-        let mut writer = BufWriter::with_capacity(256 << 10, tmp.as_file());
-        handler.write(&mut reader, &mut writer, &label.to_json(), opts)?;
-        writer.flush()?;
-    }
-    finish(handler, tmp.into_temp_path(), dst, label, perms)
+        })
 }
 
 /// Reads the written file back, requires exactly `label` in exactly one carrier, gives it the

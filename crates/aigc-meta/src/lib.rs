@@ -21,5 +21,8 @@ pub mod vorbis_comment;
 pub mod xmp;
 
 pub use error::{ErrorKind, MetaError, Result};
-pub use files::{detect, handlers, open_input, scan_file, write_file, FileScan, SUPPORTED};
+pub use files::{
+    carry_metadata, detect, handlers, open_input, scan_file, write_encoded, write_file, FileScan,
+    SUPPORTED,
+};
 pub use handler::{Format, FormatHandler, Scan, WriteOptions};

@@ -262,3 +262,88 @@ fn write_xmp_segment(dst: &mut dyn Sink, packet: &str) -> Result<()> {
     dst.write_all(packet.as_bytes())?;
     Ok(())
 }
+
+/// Re-encoded pixels with the original's metadata: SOI, then every APPn and COM segment of
+/// `original` in its order (EXIF, ICC, XMP, IPTC, JFIF...), then the tables, frame and scans of
+/// `encoded`, whose own APPn/COM segments are dropped. EXIF orientation therefore still applies:
+/// the caller keeps the pixels in their stored orientation.
+pub fn carry_metadata(original: &[u8], encoded: &[u8]) -> Result<Vec<u8>> {
+    let walk_all = |data: &[u8], what: &str| -> Result<Layout> {
+        if !data.starts_with(&[0xFF, 0xD8]) {
+            return Err(MetaError::malformed(format!(
+                "{what} JPEG has no SOI marker"
+            )));
+        }
+        walk(&mut std::io::Cursor::new(data), data.len() as u64).map_err(|(_, e)| e)
+    };
+    let orig = walk_all(original, "the original")?;
+    let enc = walk_all(encoded, "the re-encoded")?;
+    let is_meta = |m: u8| (0xE0..=0xEF).contains(&m) || m == 0xFE;
+    let mut out = Vec::with_capacity(encoded.len() + original.len().min(1 << 20));
+    out.extend_from_slice(&[0xFF, 0xD8]);
+    for s in orig.segments.iter().filter(|s| is_meta(s.marker)) {
+        out.extend_from_slice(&original[s.at as usize..s.end() as usize]);
+    }
+    for s in enc.segments.iter().filter(|s| !is_meta(s.marker)) {
+        out.extend_from_slice(&encoded[s.at as usize..s.end() as usize]);
+    }
+    out.extend_from_slice(&encoded[enc.body_at as usize..]);
+    Ok(out)
+}
+
+/// The IJG quality (1-100) whose scaled standard luminance table is closest to the file's
+/// table 0, or `None` without one. Encoders other than libjpeg use other tables; the nearest IJG
+/// quality still names their quality class.
+pub fn estimate_quality(data: &[u8]) -> Option<u8> {
+    // The IJG (Annex K) luminance table, in the zigzag order DQT stores.
+    const STD_LUMA_ZIGZAG: [u16; 64] = [
+        16, 11, 12, 14, 12, 10, 16, 14, 13, 14, 18, 17, 16, 19, 24, 40, 26, 24, 22, 22, 24, 49, 35,
+        37, 29, 40, 58, 51, 61, 60, 57, 51, 56, 55, 64, 72, 92, 78, 64, 68, 87, 69, 55, 56, 80,
+        109, 81, 87, 95, 98, 103, 104, 103, 62, 77, 113, 121, 112, 100, 120, 92, 101, 103, 99,
+    ];
+    let layout = walk(&mut std::io::Cursor::new(data), data.len() as u64).ok()?;
+    let mut table = None;
+    for s in layout.segments.iter().filter(|s| s.marker == 0xDB) {
+        let mut p = &data[s.payload_at as usize..s.end() as usize];
+        while let Some((&pq_tq, rest)) = p.split_first() {
+            let wide = pq_tq >> 4 == 1;
+            let n = if wide { 128 } else { 64 };
+            if rest.len() < n {
+                break;
+            }
+            if pq_tq & 0x0F == 0 {
+                let t: Vec<u16> = if wide {
+                    rest[..n].chunks(2).map(be_u16).collect()
+                } else {
+                    rest[..n].iter().map(|&v| v as u16).collect()
+                };
+                table = Some(t);
+            }
+            p = &rest[n..];
+        }
+    }
+    let table = table?;
+    (1..=100u32)
+        .min_by_key(|&q| {
+            let scale = if q < 50 { 5000 / q } else { 200 - 2 * q };
+            table
+                .iter()
+                .zip(STD_LUMA_ZIGZAG)
+                .map(|(&have, std)| {
+                    let want = ((std as u32 * scale + 50) / 100).clamp(1, 255);
+                    (have as i64 - want as i64).unsigned_abs()
+                })
+                .sum::<u64>()
+        })
+        .map(|q| q as u8)
+}
+
+/// The number of colour components in the frame header (1 grey, 3 YCbCr/RGB, 4 CMYK/YCCK).
+pub fn frame_components(data: &[u8]) -> Option<u8> {
+    let layout = walk(&mut std::io::Cursor::new(data), data.len() as u64).ok()?;
+    let sof = layout
+        .segments
+        .iter()
+        .find(|s| matches!(s.marker, 0xC0..=0xCF) && !matches!(s.marker, 0xC4 | 0xC8 | 0xCC))?;
+    data.get(sof.payload_at as usize + 5).copied()
+}

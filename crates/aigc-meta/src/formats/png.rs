@@ -337,3 +337,56 @@ fn write_chunk(dst: &mut dyn Sink, ty: &[u8; 4], data: &[u8]) -> Result<()> {
     dst.write_all(&h.finalize().to_be_bytes())?;
     Ok(())
 }
+
+/// Re-encoded pixels with the original's metadata: the `IHDR`, palette, transparency and `IDAT`
+/// of `encoded`, with every ancillary chunk of `original` (ICC, gamma, text, EXIF, physical size...)
+/// put back on its side of the image data. Chunks tied to the old pixel layout (`tRNS`, `bKGD`,
+/// `sBIT`, `hIST`, `sPLT`) are dropped, since the colour type may have changed.
+pub fn carry_metadata(original: &[u8], encoded: &[u8]) -> Result<Vec<u8>> {
+    let walk_all = |data: &[u8], what: &str| -> Result<Layout> {
+        if !data.starts_with(&SIGNATURE) {
+            return Err(MetaError::malformed(format!("{what} PNG has no signature")));
+        }
+        walk(&mut std::io::Cursor::new(data), data.len() as u64).map_err(|(_, e)| e)
+    };
+    let orig = walk_all(original, "the original")?;
+    let enc = walk_all(encoded, "the re-encoded")?;
+    let bytes = |data: &'_ [u8], c: &Chunk| data[c.at as usize..c.end() as usize].to_vec();
+    let layout_bound = |c: &Chunk| {
+        c.ty[0].is_ascii_uppercase()
+            || matches!(&c.ty, b"tRNS" | b"bKGD" | b"sBIT" | b"hIST" | b"sPLT")
+    };
+    let first_idat = orig
+        .chunks
+        .iter()
+        .position(|c| &c.ty == b"IDAT")
+        .unwrap_or(orig.chunks.len());
+    let (before, after): (Vec<_>, Vec<_>) = orig
+        .chunks
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !layout_bound(c))
+        .partition(|(i, _)| *i < first_idat);
+    let mut out = Vec::with_capacity(encoded.len() + original.len().min(1 << 20));
+    out.extend_from_slice(&SIGNATURE);
+    for c in enc.chunks.iter().filter(|c| &c.ty == b"IHDR") {
+        out.extend(bytes(encoded, c));
+    }
+    for (_, c) in &before {
+        out.extend(bytes(original, c));
+    }
+    for c in enc
+        .chunks
+        .iter()
+        .filter(|c| !matches!(&c.ty, b"IHDR" | b"IEND"))
+    {
+        out.extend(bytes(encoded, c));
+    }
+    for (_, c) in &after {
+        out.extend(bytes(original, c));
+    }
+    for c in enc.chunks.iter().filter(|c| &c.ty == b"IEND") {
+        out.extend(bytes(encoded, c));
+    }
+    Ok(out)
+}
