@@ -137,7 +137,7 @@ fn write_one(
                 text.push_str(&format!("; {why}"));
             }
             text.push(')');
-            let visible = r.visible.map(|p| json!({"ink_box": p.ink, "text_height_ratio": p.height_ratio, "frames": r.frames}));
+            let visible = r.visible.map(|p| json!({"ink_box": p.ink, "plate_box": p.plate, "text_height_ratio": p.height_ratio, "frames": r.frames}));
             Outcome::Done {
                 text,
                 json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format, "label": label, "visible": visible, "jpeg_quality": r.jpeg_quality, "pixels_skipped": r.pixels_skipped}),
@@ -302,7 +302,7 @@ fn verify(a: VerifyArgs, cfg: &config::Config) -> Result<batch::Summary, String>
                     None,
                     format!("the visible label at {} is {:.1}% of the shortest side tall; GB 45438 requires at least 5%", v.position.name(), v.text_height_ratio * 100.0),
                 ));
-                if verdict.verdict == Verdict::Compliant {
+                if matches!(verdict.verdict, Verdict::Compliant | Verdict::NotFound) {
                     verdict.verdict = Verdict::NonCompliant;
                 }
             }

@@ -372,36 +372,40 @@ fn composite<P: Pixel>(img: &mut image::ImageBuffer<P, Vec<P::Subpixel>>, s: &St
     let cast = |f: f32| -> P::Subpixel {
         NumCast::from(f.round().clamp(0.0, max)).unwrap_or(P::Subpixel::DEFAULT_MAX_VALUE)
     };
-    let rw = s.rect[2] - s.rect[0];
-    for (i, &(a, v)) in s.px.iter().enumerate() {
-        if a <= 0.0 {
-            continue;
-        }
-        let (x, y) = (s.rect[0] + i as u32 % rw, s.rect[1] + i as u32 / rw);
-        let ch = img.get_pixel_mut(x, y).channels_mut();
-        let value = v * max;
-        let da = if P::HAS_ALPHA {
-            ch[n - 1].to_f32().unwrap_or(max) / max
-        } else {
-            1.0
-        };
-        if da >= 1.0 {
-            // Opaque destination (the common case): a plain lerp, no division.
+    let rw = (s.rect[2] - s.rect[0]) as usize;
+    let width = img.width() as usize;
+    let raw: &mut [P::Subpixel] = img;
+    for (ry, stamp_row) in s.px.chunks_exact(rw).enumerate() {
+        let start = ((s.rect[1] as usize + ry) * width + s.rect[0] as usize) * n;
+        let row = &mut raw[start..start + rw * n];
+        for (ch, &(a, v)) in row.chunks_exact_mut(n).zip(stamp_row) {
+            if a <= 0.0 {
+                continue;
+            }
+            let value = v * max;
+            let da = if P::HAS_ALPHA {
+                ch[n - 1].to_f32().unwrap_or(max) / max
+            } else {
+                1.0
+            };
+            if da >= 1.0 {
+                // Opaque destination (the common case): a plain lerp, no division.
+                for c in ch.iter_mut().take(colors) {
+                    let d = c.to_f32().unwrap_or(0.0);
+                    *c = cast(d + (value - d) * a);
+                }
+                continue;
+            }
+            let oa = a + da * (1.0 - a);
+            if oa <= 0.0 {
+                continue;
+            }
             for c in ch.iter_mut().take(colors) {
                 let d = c.to_f32().unwrap_or(0.0);
-                *c = cast(d + (value - d) * a);
+                *c = cast((value * a + d * da * (1.0 - a)) / oa);
             }
-            continue;
+            ch[n - 1] = cast(oa * max);
         }
-        let oa = a + da * (1.0 - a);
-        if oa <= 0.0 {
-            continue;
-        }
-        for c in ch.iter_mut().take(colors) {
-            let d = c.to_f32().unwrap_or(0.0);
-            *c = cast((value * a + d * da * (1.0 - a)) / oa);
-        }
-        ch[n - 1] = cast(oa * max);
     }
 }
 
