@@ -12,6 +12,7 @@
 
 mod find_label;
 pub mod pipeline;
+pub mod watermark;
 pub use find_label::{find_label, FoundLabel};
 
 use ab_glyph::{point, Font, FontRef, PxScale, ScaleFont};

@@ -1,0 +1,159 @@
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use rustfft::num_complex::Complex32;
+use rustfft::{Fft, FftPlanner};
+use std::sync::Arc;
+
+/// 2-D FFT of an `h` x `w` real array (row-major) to its `h` x (`w`/2 + 1) half spectrum and
+/// back. Plans and scratch are made once; keep one per thread and reuse it.
+pub struct RealFft2 {
+    h: usize,
+    w: usize,
+    r2c: Arc<dyn RealToComplex<f32>>,
+    c2r: Arc<dyn ComplexToReal<f32>>,
+    col_fwd: Arc<dyn Fft<f32>>,
+    col_inv: Arc<dyn Fft<f32>>,
+    row_scratch: Vec<Complex32>,
+    col_scratch: Vec<Complex32>,
+    /// Columns laid out contiguously (transposed half spectrum).
+    cols: Vec<Complex32>,
+    row_in: Vec<f32>,
+}
+
+impl RealFft2 {
+    pub fn new(h: usize, w: usize) -> RealFft2 {
+        let mut rp = RealFftPlanner::<f32>::new();
+        let r2c = rp.plan_fft_forward(w);
+        let c2r = rp.plan_fft_inverse(w);
+        let mut cp = FftPlanner::<f32>::new();
+        let col_fwd = cp.plan_fft_forward(h);
+        let col_inv = cp.plan_fft_inverse(h);
+        let row_scratch =
+            vec![Complex32::default(); r2c.get_scratch_len().max(c2r.get_scratch_len())];
+        let col_scratch = vec![
+            Complex32::default();
+            col_fwd
+                .get_inplace_scratch_len()
+                .max(col_inv.get_inplace_scratch_len())
+        ];
+        RealFft2 {
+            h,
+            w,
+            r2c,
+            c2r,
+            col_fwd,
+            col_inv,
+            row_scratch,
+            col_scratch,
+            cols: vec![Complex32::default(); h * (w / 2 + 1)],
+            row_in: vec![0.0; w],
+        }
+    }
+
+    pub fn height(&self) -> usize {
+        self.h
+    }
+
+    pub fn width(&self) -> usize {
+        self.w
+    }
+
+    /// Columns of the half spectrum.
+    pub fn spectrum_width(&self) -> usize {
+        self.w / 2 + 1
+    }
+
+    /// Forward transform of `input` (`h`*`w`, row-major) into `out` (`h` * (`w`/2+1), row-major:
+    /// `out[ky * (w/2+1) + kx]`). Unnormalised.
+    pub fn forward(&mut self, input: &[f32], out: &mut [Complex32]) {
+        let (h, w, sw) = (self.h, self.w, self.w / 2 + 1);
+        assert_eq!(input.len(), h * w);
+        assert_eq!(out.len(), h * sw);
+        for y in 0..h {
+            self.row_in.copy_from_slice(&input[y * w..(y + 1) * w]);
+            self.r2c
+                .process_with_scratch(
+                    &mut self.row_in,
+                    &mut out[y * sw..(y + 1) * sw],
+                    &mut self.row_scratch,
+                )
+                .expect("sizes match the plan");
+        }
+        for y in 0..h {
+            for x in 0..sw {
+                self.cols[x * h + y] = out[y * sw + x];
+            }
+        }
+        self.col_fwd
+            .process_with_scratch(&mut self.cols, &mut self.col_scratch);
+        for x in 0..sw {
+            for y in 0..h {
+                out[y * sw + x] = self.cols[x * h + y];
+            }
+        }
+    }
+
+    /// Inverse transform of a half spectrum (consumed as scratch) into `out` (`h`*`w`),
+    /// unnormalised: forward then inverse multiplies by `h`*`w`.
+    pub fn inverse(&mut self, spec: &mut [Complex32], out: &mut [f32]) {
+        let (h, w, sw) = (self.h, self.w, self.w / 2 + 1);
+        assert_eq!(spec.len(), h * sw);
+        assert_eq!(out.len(), h * w);
+        for y in 0..h {
+            for x in 0..sw {
+                self.cols[x * h + y] = spec[y * sw + x];
+            }
+        }
+        self.col_inv
+            .process_with_scratch(&mut self.cols, &mut self.col_scratch);
+        for x in 0..sw {
+            for y in 0..h {
+                spec[y * sw + x] = self.cols[x * h + y];
+            }
+        }
+        for y in 0..h {
+            let row = &mut spec[y * sw..(y + 1) * sw];
+            // A real signal's DC and Nyquist bins are real; drop rounding residue so realfft
+            // accepts the row.
+            row[0].im = 0.0;
+            if w % 2 == 0 {
+                row[sw - 1].im = 0.0;
+            }
+            self.c2r
+                .process_with_scratch(row, &mut out[y * w..(y + 1) * w], &mut self.row_scratch)
+                .expect("sizes match the plan");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_a_known_bin() {
+        let (h, w) = (16, 24);
+        let mut f = RealFft2::new(h, w);
+        // A cosine with 3 cycles across and 2 down lands in bin (ky=2, kx=3).
+        let input: Vec<f32> = (0..h * w)
+            .map(|i| {
+                let (y, x) = ((i / w) as f32, (i % w) as f32);
+                (2.0 * std::f32::consts::PI * (3.0 * x / w as f32 + 2.0 * y / h as f32)).cos()
+            })
+            .collect();
+        let mut spec = vec![Complex32::default(); h * (w / 2 + 1)];
+        f.forward(&input, &mut spec);
+        let sw = w / 2 + 1;
+        let peak = spec
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.norm().total_cmp(&b.1.norm()))
+            .unwrap()
+            .0;
+        assert_eq!((peak / sw, peak % sw), (2, 3));
+        let mut back = vec![0f32; h * w];
+        f.inverse(&mut spec, &mut back);
+        for (a, b) in input.iter().zip(&back) {
+            assert!((a - b / (h * w) as f32).abs() < 1e-4);
+        }
+    }
+}
