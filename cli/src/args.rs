@@ -109,6 +109,11 @@ pub struct MarkArgs {
     pub no_watermark: bool,
     #[command(flatten)]
     pub visible: VisibleArgs,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Watermark payload, 16 hex digits (default: the first 64 bits of SHA-256 of the ProduceID).
+    #[arg(long, value_name = "HEX")]
+    pub payload: Option<String>,
     /// Edge or corner of the visible label.
     #[arg(long, value_enum, default_value = "bottom-right")]
     pub position: PositionArg,
@@ -121,6 +126,14 @@ pub struct MarkArgs {
     /// Draw the text without the dark plate behind it.
     #[arg(long)]
     pub no_plate: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KeyArgs {
+    /// Watermark key: a file holding 32 bytes, raw or as 64 hex digits (default: the public
+    /// key documented in the README, so any platform can detect).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -151,6 +164,11 @@ pub struct VerifyArgs {
     pub inputs: Inputs,
     #[command(flatten)]
     pub visible: VisibleArgs,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Do not look for the watermark (faster on large images).
+    #[arg(long)]
+    pub no_watermark: bool,
     /// Exit 1 unless every file is compliant.
     #[arg(long)]
     pub require: bool,

@@ -27,11 +27,13 @@ const DEFAULT_JPEG_QUALITY: u8 = 90;
 /// What to do to the pixels. `None` layers are skipped.
 pub struct PixelLayers<'a> {
     pub visible: Option<(&'a LabelStyle, &'a ab_glyph::FontArc)>,
+    /// Watermark key and payload.
+    pub watermark: Option<(&'a aigc_dsp::Key, u64)>,
 }
 
 impl PixelLayers<'_> {
     fn any(&self) -> bool {
-        self.visible.is_some()
+        self.visible.is_some() || self.watermark.is_some()
     }
 }
 
@@ -43,6 +45,8 @@ pub struct PixelReport {
     pub visible: Option<Placement>,
     /// Frames labeled (animated GIF: all of them).
     pub frames: usize,
+    /// The watermark's payload and the PSNR of its luma change alone, in dB.
+    pub watermark: Option<(u64, f32)>,
     /// The JPEG quality the output was encoded at.
     pub jpeg_quality: Option<u8>,
     /// Why the pixel layers were not applied to this file, when they were not.
@@ -189,6 +193,11 @@ fn mark_still(
     if let Some((style, font)) = layers.visible {
         report.visible = Some(draw_label_any(&mut img, font, style).map_err(label_error)?);
     }
+    // The watermark goes on last, over the label, in the orientation people see and re-save.
+    if let Some((key, payload)) = layers.watermark {
+        let rms = crate::watermark::embed(&mut img, key, payload);
+        report.watermark = Some((payload, 20.0 * (255.0 / rms.max(1e-3)).log10()));
+    }
     img.apply_orientation(inverse(orientation));
     report.frames = 1;
     let mut out = Vec::with_capacity(original.len() + (original.len() >> 3));
@@ -253,6 +262,9 @@ fn mark_gif(
         .collect_frames()
         .map_err(decode_error)?;
     let many = frames.len() > 1;
+    if layers.watermark.is_some() {
+        report.pixels_skipped = Some("no watermark: GIF's 256-colour palettes cannot carry it".into());
+    }
     let mut out = Vec::with_capacity(original.len() * 2);
     {
         let mut enc = GifEncoder::new_with_speed(&mut out, 10);
@@ -284,6 +296,8 @@ pub struct PixelInspection {
     pub decoded: bool,
     /// The visible label found, in the displayed orientation.
     pub visible: Option<crate::FoundLabel>,
+    /// The watermark found under the key asked for.
+    pub watermark: Option<crate::watermark::WatermarkFound>,
 }
 
 /// Decodes an image file (the first frame of an animation) in its displayed orientation and
@@ -293,6 +307,7 @@ pub fn inspect_file<F: ab_glyph::Font>(
     path: &Path,
     font: &F,
     text: &str,
+    key: Option<&aigc_dsp::Key>,
 ) -> Result<PixelInspection, MetaError> {
     let (_, handler) = aigc_meta::open_input(path)?;
     let image_format = match handler.format() {
@@ -313,5 +328,6 @@ pub fn inspect_file<F: ab_glyph::Font>(
     Ok(PixelInspection {
         decoded: true,
         visible: crate::find_label(&img, font, text),
+        watermark: key.and_then(|k| crate::watermark::detect(&img, k)),
     })
 }

@@ -38,11 +38,21 @@ pub struct WatermarkFound {
     pub rotation_deg: f32,
 }
 
-/// The keyed layout: bin pairs and phases.
+/// Bins that carry known symbols, for finding the crop offset (the phase ramp) coherently.
+const PILOTS: usize = 96;
+
+/// The keyed layout: data and pilot bins as (ky, kx) with kx > 0, and their phases.
 struct Layout {
-    /// For coded bit i: (bin lit for 1, bin lit for 0), as (ky, kx) with kx > 0.
-    pairs: Vec<((i32, i32), (i32, i32))>,
-    phases: Vec<f32>,
+    data: Vec<(i32, i32)>,
+    data_phase: Vec<f32>,
+    pilots: Vec<(i32, i32)>,
+    pilot_phase: Vec<f32>,
+}
+
+impl Layout {
+    fn all_bins(&self) -> impl Iterator<Item = (i32, i32)> + '_ {
+        self.data.iter().chain(&self.pilots).copied()
+    }
 }
 
 fn layout(key: &Key) -> Layout {
@@ -58,17 +68,19 @@ fn layout(key: &Key) -> Layout {
             }
         }
     }
-    let mut rng = KeyedRng::new(key, "image tile bins v1");
+    let mut rng = KeyedRng::new(key, "image tile bins v2");
     rng.shuffle(&mut bins);
-    assert!(bins.len() >= 2 * CODED_BITS, "band too narrow for the code");
-    let pairs = (0..CODED_BITS)
-        .map(|i| (bins[2 * i], bins[2 * i + 1]))
-        .collect();
-    let mut rng = KeyedRng::new(key, "image tile phases v1");
-    let phases = (0..CODED_BITS)
-        .map(|_| rng.next_f32() * std::f32::consts::TAU)
-        .collect();
-    Layout { pairs, phases }
+    assert!(bins.len() >= CODED_BITS + PILOTS, "band too narrow for the code");
+    let mut rng = KeyedRng::new(key, "image tile phases v2");
+    let mut phases = |n: usize| -> Vec<f32> {
+        (0..n).map(|_| rng.next_f32() * std::f32::consts::TAU).collect()
+    };
+    Layout {
+        data: bins[..CODED_BITS].to_vec(),
+        data_phase: phases(CODED_BITS),
+        pilots: bins[CODED_BITS..CODED_BITS + PILOTS].to_vec(),
+        pilot_phase: phases(PILOTS),
+    }
 }
 
 fn bin_index(ky: i32, kx: i32) -> usize {
@@ -76,14 +88,17 @@ fn bin_index(ky: i32, kx: i32) -> usize {
     (ky.rem_euclid(TILE as i32) as usize) * sw + kx as usize
 }
 
-/// The unit-RMS tile for `payload` under `key`.
+/// The unit-RMS tile for `payload` under `key`: each coded bit is the sign of its bin (BPSK
+/// with a keyed phase), the pilots are fixed.
 pub fn tile(key: &Key, payload: u64) -> Vec<f32> {
     let lay = layout(key);
     let bits = code::encode(key, payload);
     let sw = TILE / 2 + 1;
     let mut spec = vec![Complex32::default(); TILE * sw];
-    for ((&b, &(one, zero)), &ph) in bits.iter().zip(&lay.pairs).zip(&lay.phases) {
-        let (ky, kx) = if b { one } else { zero };
+    for ((&b, &(ky, kx)), &ph) in bits.iter().zip(&lay.data).zip(&lay.data_phase) {
+        spec[bin_index(ky, kx)] = Complex32::from_polar(if b { 1.0 } else { -1.0 }, ph);
+    }
+    for (&(ky, kx), &ph) in lay.pilots.iter().zip(&lay.pilot_phase) {
         spec[bin_index(ky, kx)] = Complex32::from_polar(1.0, ph);
     }
     let mut fft = RealFft2::new(TILE, TILE);
@@ -293,24 +308,22 @@ impl Grid {
     }
 }
 
-/// Folds the residual modulo the tile along `grid`, window by window (so a slightly wrong
-/// scale drifts little within a window), and sums the folded tiles' DFT power per bin.
-fn folded_power(r: &[f32], w: usize, h: usize, grid: Grid, fft: &mut RealFft2) -> Vec<f32> {
-    // Folding on the exact grid adds up coherently however large the region; an estimated grid
-    // drifts, so it folds window by window and adds powers.
+/// Folds the residual modulo the tile along `grid` and returns the folded tile's spectrum
+/// per window. On the exact grid one window covers the region (the fold adds up coherently
+/// however large it is); an estimated grid drifts, so it folds 1024-px windows separately.
+fn folded_spectra(r: &[f32], w: usize, h: usize, grid: Grid, fft: &mut RealFft2) -> Vec<Vec<Complex32>> {
     let identity = grid.scale == 1.0 && grid.rotation == 0.0;
     let window = if identity { usize::MAX } else { 1024 };
     // At most a 2048 x 2048 central region: plenty of tiles, bounded time.
     let (rw, rh) = (w.min(2048), h.min(2048));
     let (x0, y0) = ((w - rw) / 2, (h - rh) / 2);
     let sw = TILE / 2 + 1;
-    let mut power = vec![0f32; TILE * sw];
     let mut acc = vec![0f32; TILE * TILE];
     let mut cnt = vec![0u32; TILE * TILE];
-    let mut spec = vec![Complex32::default(); TILE * sw];
     let [a, b, c, d] = grid.matrix();
     let nx = rw.div_ceil(window);
     let ny = rh.div_ceil(window);
+    let mut out = Vec::with_capacity(nx * ny);
     for wy in 0..ny {
         for wx in 0..nx {
             acc.iter_mut().for_each(|v| *v = 0.0);
@@ -330,8 +343,8 @@ fn folded_power(r: &[f32], w: usize, h: usize, grid: Grid, fft: &mut RealFft2) -
                     let (yf, t) = (y as f32, TILE as f32);
                     for x in xs..xe {
                         let xf = x as f32;
-                        let u = (a * xf + b * yf).rem_euclid(t) as usize % TILE;
-                        let v = (c * xf + d * yf).rem_euclid(t) as usize % TILE;
+                        let u = ((a * xf + b * yf).rem_euclid(t) + 0.5) as usize % TILE;
+                        let v = ((c * xf + d * yf).rem_euclid(t) + 0.5) as usize % TILE;
                         let i = v * TILE + u;
                         acc[i] += row[x];
                         cnt[i] += 1;
@@ -343,44 +356,84 @@ fn folded_power(r: &[f32], w: usize, h: usize, grid: Grid, fft: &mut RealFft2) -
                     *v /= n as f32;
                 }
             }
+            let mut spec = vec![Complex32::default(); TILE * sw];
             fft.forward(&acc, &mut spec);
-            for (p, s) in power.iter_mut().zip(&spec) {
-                *p += s.norm_sqr();
-            }
+            out.push(spec);
         }
     }
-    power
+    out
 }
 
-/// Soft values from folded power: each pair compares its two bins, each bin first divided by
-/// the mean power at its radius (which removes the image's spectral tilt and any blur).
-/// `map` turns a layout bin into the bin to read (for rotated or mirrored images).
-fn soft_values(power: &[f32], lay: &Layout, map: fn((i32, i32)) -> (i32, i32)) -> Vec<f32> {
+/// The value of the folded spectrum at any bin (the stored half plane holds the rest by
+/// Hermitian symmetry).
+fn at_bin(spec: &[Complex32], (ky, kx): (i32, i32)) -> Complex32 {
+    if kx < 0 || (kx == 0 && ky < 0) {
+        spec[bin_index(-ky, -kx)].conj()
+    } else {
+        spec[bin_index(ky, kx)]
+    }
+}
+
+/// Coherent soft values: per window, the pilots' phases give the crop offset (the peak of
+/// their correlation over every circular shift, by one inverse FFT), each data bin is turned
+/// back by that offset's phase ramp and its real part taken, over the noise level at its
+/// radius. Windows add up. `map` turns a layout bin into the bin to read (for rotated or
+/// mirrored images).
+fn soft_values(spectra: &[Vec<Complex32>], lay: &Layout, map: fn((i32, i32)) -> (i32, i32), fft: &mut RealFft2) -> Vec<f32> {
     let sw = TILE / 2 + 1;
-    let nr = TILE / 2 + 2;
-    let (mut ring, mut ring_n) = (vec![0f32; nr], vec![0f32; nr]);
-    for ky in -(TILE as i32) / 2 + 1..TILE as i32 / 2 {
-        for kx in 1..sw as i32 - 1 {
-            let r = ((ky * ky + kx * kx) as f32).sqrt().round() as usize;
-            if r < nr {
-                ring[r] += power[bin_index(ky, kx)];
-                ring_n[r] += 1.0;
+    let t = TILE as f32;
+    let mut soft = vec![0f32; CODED_BITS];
+    let mut h = vec![Complex32::default(); TILE * sw];
+    let mut corr = vec![0f32; TILE * TILE];
+    for spec in spectra {
+        // Noise level per radius, from every bin of the band.
+        let nr = TILE / 2 + 2;
+        let (mut ring, mut ring_n) = (vec![0f32; nr], vec![0f32; nr]);
+        for ky in -(TILE as i32) / 2 + 1..TILE as i32 / 2 {
+            for kx in 1..sw as i32 - 1 {
+                let r = ((ky * ky + kx * kx) as f32).sqrt().round() as usize;
+                if r < nr {
+                    ring[r] += spec[bin_index(ky, kx)].norm_sqr();
+                    ring_n[r] += 1.0;
+                }
             }
         }
+        let sigma = |(ky, kx): (i32, i32)| {
+            let r = ((ky * ky + kx * kx) as f32).sqrt().round() as usize;
+            (ring[r.min(nr - 1)] / ring_n[r.min(nr - 1)].max(1.0)).sqrt().max(1e-12)
+        };
+        // Pilot correlation over all shifts: Re sum_k F(k) conj(P(k)) e^{i 2 pi k.d / T}.
+        h.iter_mut().for_each(|v| *v = Complex32::default());
+        for (&bin, &ph) in lay.pilots.iter().zip(&lay.pilot_phase) {
+            let k = map(bin);
+            let g = at_bin(spec, k) * Complex32::from_polar(1.0 / sigma(k), -ph);
+            if k.1 > 0 || (k.1 == 0 && k.0 > 0) {
+                h[bin_index(k.0, k.1)] += g;
+            } else {
+                h[bin_index(-k.0, -k.1)] += g.conj();
+            }
+        }
+        fft.inverse(&mut h, &mut corr);
+        let (best, _) = corr
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .expect("non-empty");
+        let (bx, by) = ((best % TILE) as i64, (best / TILE) as i64);
+        let c = |x: i64, y: i64| corr[(y.rem_euclid(TILE as i64) as usize) * TILE + x.rem_euclid(TILE as i64) as usize];
+        let refine = |m: f32, c0: f32, p: f32| {
+            let den = m - 2.0 * c0 + p;
+            if den.abs() > 1e-12 { (0.5 * (m - p) / den).clamp(-0.5, 0.5) } else { 0.0 }
+        };
+        let dx = bx as f32 + refine(c(bx - 1, by), c(bx, by), c(bx + 1, by));
+        let dy = by as f32 + refine(c(bx, by - 1), c(bx, by), c(bx, by + 1));
+        for ((s, &bin), &ph) in soft.iter_mut().zip(&lay.data).zip(&lay.data_phase) {
+            let k = map(bin);
+            let turn = std::f32::consts::TAU * (k.1 as f32 * dx + k.0 as f32 * dy) / t - ph;
+            *s += (at_bin(spec, k) * Complex32::from_polar(1.0, turn)).re / sigma(k);
+        }
     }
-    let level = |(ky, kx): (i32, i32)| -> f32 {
-        // Bring the bin into the stored half plane (a real signal's spectrum is symmetric).
-        let (ky, kx) = if kx < 0 { (-ky, -kx) } else { (ky, kx) };
-        let r = ((ky * ky + kx * kx) as f32).sqrt().round() as usize;
-        power[bin_index(ky, kx)] / (ring[r] / ring_n[r].max(1.0)).max(1e-12)
-    };
-    lay.pairs
-        .iter()
-        .map(|&(one, zero)| {
-            let (p1, p0) = (level(map(one)), level(map(zero)));
-            (p1 - p0) / (p1 + p0).max(1e-12)
-        })
-        .collect()
+    soft
 }
 
 /// Readings of the tile's bins for the image as stored, turned a quarter, and mirrored: an
@@ -472,12 +525,7 @@ fn spectral_candidates(r: &[f32], w: usize, h: usize, lay: &Layout) -> Vec<Grid>
             };
         }
     }
-    let bins: Vec<(f32, f32)> = lay
-        .pairs
-        .iter()
-        .flat_map(|&(a, b)| [a, b])
-        .map(|(ky, kx)| (kx as f32, ky as f32))
-        .collect();
+    let bins: Vec<(f32, f32)> = lay.all_bins().map(|(ky, kx)| (kx as f32, ky as f32)).collect();
     let score = |scale: f32, rot: f32| -> f32 {
         let (gx, gy) = (
             nw as f32 / (TILE as f32 * scale),
@@ -617,10 +665,10 @@ pub fn detect(img: &DynamicImage, key: &Key) -> Option<WatermarkFound> {
     let mut attempts = 0usize;
     let mut try_grid =
         |grid: Grid, variants: &[fn((i32, i32)) -> (i32, i32)], attempts: &mut usize| {
-            let power = folded_power(&r, w, h, grid, &mut fft);
+            let spectra = folded_spectra(&r, w, h, grid, &mut fft);
             for &map in variants {
                 *attempts += 1;
-                let d = code::decode(key, &soft_values(&power, &lay, map));
+                let d = code::decode(key, &soft_values(&spectra, &lay, map, &mut fft));
                 if d.check_ok {
                     return Some((d, grid));
                 }
@@ -628,26 +676,6 @@ pub fn detect(img: &DynamicImage, key: &Key) -> Option<WatermarkFound> {
             None
         };
     let mut found = try_grid(Grid::IDENTITY, &VARIANTS, &mut attempts);
-    if let Some(sc) = std::env::var("AIGC_WM_FORCE_SCALE")
-        .ok()
-        .and_then(|v| v.parse::<f32>().ok())
-    {
-        let power = folded_power(
-            &r,
-            w,
-            h,
-            Grid {
-                scale: sc,
-                rotation: 0.0,
-            },
-            &mut RealFft2::new(TILE, TILE),
-        );
-        let d = code::decode(key, &soft_values(&power, &lay, VARIANTS[0]));
-        eprintln!(
-            "forced scale {sc}: check {} agreement {:.3}",
-            d.check_ok, d.agreement
-        );
-    }
     if found.is_none() {
         for g in spectral_candidates(&r, w, h, &lay) {
             if (g.scale - 1.0).abs() < 0.004 && g.rotation.abs() < 0.002 {
