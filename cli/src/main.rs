@@ -185,7 +185,8 @@ fn load_key(k: &args::KeyArgs) -> Result<aigc_dsp::Key, String> {
     let Some(path) = &k.key else {
         return Ok(aigc_dsp::public_key());
     };
-    let data = std::fs::read(path).map_err(|e| format!("{}: cannot read the key: {e}", path.display()))?;
+    let data =
+        std::fs::read(path).map_err(|e| format!("{}: cannot read the key: {e}", path.display()))?;
     if data.len() == 32 {
         return Ok(data.try_into().expect("32 bytes"));
     }
@@ -299,7 +300,8 @@ fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
             if a.produce_id.is_none() {
                 label.produce_id = new_content_id();
             }
-            let payload = fixed_payload.unwrap_or_else(|| aigc_dsp::payload_for_id(&label.produce_id));
+            let payload =
+                fixed_payload.unwrap_or_else(|| aigc_dsp::payload_for_id(&label.produce_id));
             let layers = PixelLayers {
                 visible: font.as_ref().map(|f| (&style, f)),
                 watermark: (!a.no_watermark).then_some((&key, payload)),
@@ -318,7 +320,11 @@ fn verify(a: VerifyArgs, cfg: &config::Config) -> Result<batch::Summary, String>
     let require = a.require;
     let font = load_font(&a.visible)?;
     let text_to_find = a.visible.text.clone();
-    let key = if a.no_watermark { None } else { Some(load_key(&a.key)?) };
+    let key = if a.no_watermark {
+        None
+    } else {
+        Some(load_key(&a.key)?)
+    };
     Ok(batch::run(
         "verify",
         jobs,
@@ -332,10 +338,11 @@ fn verify(a: VerifyArgs, cfg: &config::Config) -> Result<batch::Summary, String>
             };
             let mut verdict = assess(&fs.scan.copies, &fs.scan.problems, mode);
             // A file whose metadata reads but whose pixels do not still gets its metadata verdict.
-            let (pixels, pixel_error) = match inspect_file(&job.input, &font, &text_to_find, key.as_ref()) {
-                Ok(p) => (p, None),
-                Err(e) => (Default::default(), Some(e.message)),
-            };
+            let (pixels, pixel_error) =
+                match inspect_file(&job.input, &font, &text_to_find, key.as_ref()) {
+                    Ok(p) => (p, None),
+                    Err(e) => (Default::default(), Some(e.message)),
+                };
             if let Some(v) = pixels
                 .visible
                 .filter(|v| v.text_height_ratio < aigc_image::MIN_HEIGHT_RATIO)

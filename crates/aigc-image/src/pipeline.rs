@@ -263,7 +263,8 @@ fn mark_gif(
         .map_err(decode_error)?;
     let many = frames.len() > 1;
     if layers.watermark.is_some() {
-        report.pixels_skipped = Some("no watermark: GIF's 256-colour palettes cannot carry it".into());
+        report.pixels_skipped =
+            Some("no watermark: GIF's 256-colour palettes cannot carry it".into());
     }
     let mut out = Vec::with_capacity(original.len() * 2);
     {

@@ -70,10 +70,15 @@ fn layout(key: &Key) -> Layout {
     }
     let mut rng = KeyedRng::new(key, "image tile bins v2");
     rng.shuffle(&mut bins);
-    assert!(bins.len() >= CODED_BITS + PILOTS, "band too narrow for the code");
+    assert!(
+        bins.len() >= CODED_BITS + PILOTS,
+        "band too narrow for the code"
+    );
     let mut rng = KeyedRng::new(key, "image tile phases v2");
     let mut phases = |n: usize| -> Vec<f32> {
-        (0..n).map(|_| rng.next_f32() * std::f32::consts::TAU).collect()
+        (0..n)
+            .map(|_| rng.next_f32() * std::f32::consts::TAU)
+            .collect()
     };
     Layout {
         data: bins[..CODED_BITS].to_vec(),
@@ -202,78 +207,171 @@ fn local_std(y: &[f32], w: usize, h: usize, r: usize) -> (Vec<f32>, Vec<f32>) {
 /// Adds the watermark for `payload` to `img` in place, keeping its pixel type. Returns the
 /// RMS of the luma change in 8-bit grey levels.
 pub fn embed(img: &mut DynamicImage, key: &Key, payload: u64) -> f32 {
+    if !matches!(
+        img,
+        DynamicImage::ImageLuma8(_)
+            | DynamicImage::ImageLumaA8(_)
+            | DynamicImage::ImageRgb8(_)
+            | DynamicImage::ImageRgba8(_)
+            | DynamicImage::ImageLuma16(_)
+            | DynamicImage::ImageLumaA16(_)
+            | DynamicImage::ImageRgb16(_)
+            | DynamicImage::ImageRgba16(_)
+    ) {
+        *img = DynamicImage::ImageRgba16(img.to_rgba16());
+    }
     let t = tile(key, payload);
-    let (y, w, h) = luma(img);
+    let (w, h) = (img.width() as usize, img.height() as usize);
     // Perceptual mask: local contrast, so texture hides the pattern and flat areas get little.
-    let (_, sd) = local_std(&y, w, h, 3);
-    let mask: Vec<f32> = sd.iter().map(|s| (s / 4.0).clamp(0.35, 2.5)).collect();
+    // It varies slowly, so it lives at half resolution.
+    let (mask, hw) = match img {
+        DynamicImage::ImageLuma8(b) => half_res_mask(b, 1, false, w, h),
+        DynamicImage::ImageLumaA8(b) => half_res_mask(b, 2, false, w, h),
+        DynamicImage::ImageRgb8(b) => half_res_mask(b, 3, true, w, h),
+        DynamicImage::ImageRgba8(b) => half_res_mask(b, 4, true, w, h),
+        DynamicImage::ImageLuma16(b) => half_res_mask(b, 1, false, w, h),
+        DynamicImage::ImageLumaA16(b) => half_res_mask(b, 2, false, w, h),
+        DynamicImage::ImageRgb16(b) => half_res_mask(b, 3, true, w, h),
+        DynamicImage::ImageRgba16(b) => half_res_mask(b, 4, true, w, h),
+        _ => unreachable!("converted above"),
+    };
+    // Every half-resolution mask value stands for up to four pixels; close enough for the RMS.
     let rms_mask = (mask.iter().map(|m| m * m).sum::<f32>() / mask.len() as f32).sqrt();
     let gain = (TARGET_RMS / rms_mask).min(MAX_GAIN);
-    let delta = |i: usize| -> f32 {
-        let (x, yy) = (i % w, i / w);
-        gain * mask[i] * t[(yy % TILE) * TILE + x % TILE]
+    let plan = Plan {
+        tile: &t,
+        mask: &mask,
+        hw,
+        w,
+        gain,
     };
+    let sum_sq = match img {
+        DynamicImage::ImageLuma8(b) => add_luma(b, 1, false, &plan),
+        DynamicImage::ImageLumaA8(b) => add_luma(b, 2, true, &plan),
+        DynamicImage::ImageRgb8(b) => add_luma(b, 3, false, &plan),
+        DynamicImage::ImageRgba8(b) => add_luma(b, 4, true, &plan),
+        DynamicImage::ImageLuma16(b) => add_luma(b, 1, false, &plan),
+        DynamicImage::ImageLumaA16(b) => add_luma(b, 2, true, &plan),
+        DynamicImage::ImageRgb16(b) => add_luma(b, 3, false, &plan),
+        DynamicImage::ImageRgba16(b) => add_luma(b, 4, true, &plan),
+        _ => unreachable!("converted above"),
+    };
+    (sum_sq / (w * h) as f64).sqrt() as f32
+}
+
+/// What `add_luma` adds at each pixel: gain x mask x tile.
+struct Plan<'a> {
+    tile: &'a [f32],
+    mask: &'a [f32],
+    hw: usize,
+    w: usize,
+    gain: f32,
+}
+
+/// The mask at half resolution (and its width): local standard deviation of luma over 5 x 5
+/// half-resolution pixels (about 10 x 10 pixels), over 4, clamped to 0.35-2.5.
+fn half_res_mask<S: Channel>(
+    raw: &[S],
+    n: usize,
+    color: bool,
+    w: usize,
+    h: usize,
+) -> (Vec<f32>, usize) {
+    let (hw, hh) = (w.div_ceil(2), h.div_ceil(2));
+    let scale = 255.0 / S::MAX;
+    let luma = |i: usize| -> f32 {
+        let p = &raw[i * n..];
+        if color {
+            (0.299 * p[0].get() + 0.587 * p[1].get() + 0.114 * p[2].get()) * scale
+        } else {
+            p[0].get() * scale
+        }
+    };
+    let mut half = vec![0f32; hw * hh];
+    for (hy, row) in half.chunks_exact_mut(hw).enumerate() {
+        let (y0, y1) = (2 * hy, (2 * hy + 1).min(h - 1));
+        for (hx, v) in row.iter_mut().enumerate() {
+            let (x0, x1) = (2 * hx, (2 * hx + 1).min(w - 1));
+            *v = 0.25
+                * (luma(y0 * w + x0) + luma(y0 * w + x1) + luma(y1 * w + x0) + luma(y1 * w + x1));
+        }
+    }
+    let (_, sd) = local_std(&half, hw, hh, 2);
+    (sd.iter().map(|s| (s / 4.0).clamp(0.35, 2.5)).collect(), hw)
+}
+
+/// A channel type the watermark writes: 8 or 16 bits.
+trait Channel: Copy {
+    const MAX: f32;
+    fn get(self) -> f32;
+    /// From a value already in 0..=MAX + 0.5, rounding half up.
+    fn put(v: f32) -> Self;
+}
+
+impl Channel for u8 {
+    const MAX: f32 = 255.0;
+    fn get(self) -> f32 {
+        self as f32
+    }
+    fn put(v: f32) -> u8 {
+        v as u8
+    }
+}
+
+impl Channel for u16 {
+    const MAX: f32 = 65535.0;
+    fn get(self) -> f32 {
+        self as f32
+    }
+    fn put(v: f32) -> u16 {
+        v as u16
+    }
+}
+
+/// Adds the planned change (8-bit grey levels) to every colour channel of an 8- or 16-bit
+/// buffer of `n` channels, rounding and clamping; fully transparent pixels are left alone.
+/// Returns the sum of squares of the luma change actually applied, in 8-bit levels.
+fn add_luma<S: Channel>(raw: &mut [S], n: usize, alpha: bool, plan: &Plan) -> f64 {
+    let scale = S::MAX / 255.0;
+    let colors = if alpha { n - 1 } else { n };
     let mut sum_sq = 0f64;
-    fn apply<S: Copy>(
-        raw: &mut [S],
-        n: usize,
-        colors: usize,
-        alpha: bool,
-        max: f32,
-        d: &dyn Fn(usize) -> f32,
-        sum_sq: &mut f64,
-        get: fn(S) -> f32,
-        set: fn(f32) -> S,
-    ) {
-        for (i, px) in raw.chunks_exact_mut(n).enumerate() {
-            if alpha && get(px[n - 1]) == 0.0 {
+    for (y, row) in raw.chunks_exact_mut(plan.w * n).enumerate() {
+        let trow = &plan.tile[(y % TILE) * TILE..(y % TILE + 1) * TILE];
+        let mrow = &plan.mask[(y / 2) * plan.hw..(y / 2 + 1) * plan.hw];
+        let mut row_sq = 0f32;
+        for (x, px) in row.chunks_exact_mut(n).enumerate() {
+            if alpha && px[n - 1].get() == 0.0 {
                 continue;
             }
-            let dv = d(i) * max / 255.0;
+            let dv = plan.gain * mrow[x / 2] * trow[x & (TILE - 1)] * scale;
             let mut applied = 0f32;
             for c in px.iter_mut().take(colors) {
-                let old = get(*c);
-                let new = (old + dv).round().clamp(0.0, max);
-                applied += new - old;
-                *c = set(new);
+                let old = c.get();
+                let new = S::put((old + dv + 0.5).clamp(0.0, S::MAX + 0.49));
+                applied += new.get() - old;
+                *c = new;
             }
-            let a = applied / colors as f32 * 255.0 / max;
-            *sum_sq += (a * a) as f64;
+            let a = applied / (colors as f32 * scale);
+            row_sq += a * a;
         }
+        sum_sq += row_sq as f64;
     }
-    let g8 = |v: u8| v as f32;
-    let s8 = |v: f32| v as u8;
-    let g16 = |v: u16| v as f32;
-    let s16 = |v: f32| v as u16;
-    match img {
-        DynamicImage::ImageLuma8(b) => apply(b, 1, 1, false, 255.0, &delta, &mut sum_sq, g8, s8),
-        DynamicImage::ImageLumaA8(b) => apply(b, 2, 1, true, 255.0, &delta, &mut sum_sq, g8, s8),
-        DynamicImage::ImageRgb8(b) => apply(b, 3, 3, false, 255.0, &delta, &mut sum_sq, g8, s8),
-        DynamicImage::ImageRgba8(b) => apply(b, 4, 3, true, 255.0, &delta, &mut sum_sq, g8, s8),
-        DynamicImage::ImageLuma16(b) => {
-            apply(b, 1, 1, false, 65535.0, &delta, &mut sum_sq, g16, s16)
-        }
-        DynamicImage::ImageLumaA16(b) => {
-            apply(b, 2, 1, true, 65535.0, &delta, &mut sum_sq, g16, s16)
-        }
-        DynamicImage::ImageRgb16(b) => {
-            apply(b, 3, 3, false, 65535.0, &delta, &mut sum_sq, g16, s16)
-        }
-        DynamicImage::ImageRgba16(b) => {
-            apply(b, 4, 3, true, 65535.0, &delta, &mut sum_sq, g16, s16)
-        }
-        other => {
-            let mut b = other.to_rgba16();
-            apply(&mut b, 4, 3, true, 65535.0, &delta, &mut sum_sq, g16, s16);
-            *other = DynamicImage::ImageRgba16(b);
-        }
-    }
-    (sum_sq / (w * h) as f64).sqrt() as f32
+    sum_sq
 }
 
 /// Whitened luma for detection: local mean removed, divided by local contrast, so every
 /// region weighs alike and the mask's texture dependence cancels.
 fn whitened(img: &DynamicImage) -> (Vec<f32>, usize, usize) {
+    // Detection reads at most the central 2048 x 2048 pixels: plenty of tiles, bounded time.
+    let (iw, ih) = (img.width(), img.height());
+    let (cw, ch) = (iw.min(2048), ih.min(2048));
+    let central;
+    let img = if (cw, ch) == (iw, ih) {
+        img
+    } else {
+        central = img.crop_imm((iw - cw) / 2, (ih - ch) / 2, cw, ch);
+        &central
+    };
     let (y, w, h) = luma(img);
     let (m, sd) = local_std(&y, w, h, 4);
     let r = y
@@ -311,7 +409,13 @@ impl Grid {
 /// Folds the residual modulo the tile along `grid` and returns the folded tile's spectrum
 /// per window. On the exact grid one window covers the region (the fold adds up coherently
 /// however large it is); an estimated grid drifts, so it folds 1024-px windows separately.
-fn folded_spectra(r: &[f32], w: usize, h: usize, grid: Grid, fft: &mut RealFft2) -> Vec<Vec<Complex32>> {
+fn folded_spectra(
+    r: &[f32],
+    w: usize,
+    h: usize,
+    grid: Grid,
+    fft: &mut RealFft2,
+) -> Vec<Vec<Complex32>> {
     let identity = grid.scale == 1.0 && grid.rotation == 0.0;
     let window = if identity { usize::MAX } else { 1024 };
     // At most a 2048 x 2048 central region: plenty of tiles, bounded time.
@@ -379,7 +483,12 @@ fn at_bin(spec: &[Complex32], (ky, kx): (i32, i32)) -> Complex32 {
 /// back by that offset's phase ramp and its real part taken, over the noise level at its
 /// radius. Windows add up. `map` turns a layout bin into the bin to read (for rotated or
 /// mirrored images).
-fn soft_values(spectra: &[Vec<Complex32>], lay: &Layout, map: fn((i32, i32)) -> (i32, i32), fft: &mut RealFft2) -> Vec<f32> {
+fn soft_values(
+    spectra: &[Vec<Complex32>],
+    lay: &Layout,
+    map: fn((i32, i32)) -> (i32, i32),
+    fft: &mut RealFft2,
+) -> Vec<f32> {
     let sw = TILE / 2 + 1;
     let t = TILE as f32;
     let mut soft = vec![0f32; CODED_BITS];
@@ -400,7 +509,9 @@ fn soft_values(spectra: &[Vec<Complex32>], lay: &Layout, map: fn((i32, i32)) -> 
         }
         let sigma = |(ky, kx): (i32, i32)| {
             let r = ((ky * ky + kx * kx) as f32).sqrt().round() as usize;
-            (ring[r.min(nr - 1)] / ring_n[r.min(nr - 1)].max(1.0)).sqrt().max(1e-12)
+            (ring[r.min(nr - 1)] / ring_n[r.min(nr - 1)].max(1.0))
+                .sqrt()
+                .max(1e-12)
         };
         // Pilot correlation over all shifts: Re sum_k F(k) conj(P(k)) e^{i 2 pi k.d / T}.
         h.iter_mut().for_each(|v| *v = Complex32::default());
@@ -420,10 +531,16 @@ fn soft_values(spectra: &[Vec<Complex32>], lay: &Layout, map: fn((i32, i32)) -> 
             .max_by(|a, b| a.1.total_cmp(b.1))
             .expect("non-empty");
         let (bx, by) = ((best % TILE) as i64, (best / TILE) as i64);
-        let c = |x: i64, y: i64| corr[(y.rem_euclid(TILE as i64) as usize) * TILE + x.rem_euclid(TILE as i64) as usize];
+        let c = |x: i64, y: i64| {
+            corr[(y.rem_euclid(TILE as i64) as usize) * TILE + x.rem_euclid(TILE as i64) as usize]
+        };
         let refine = |m: f32, c0: f32, p: f32| {
             let den = m - 2.0 * c0 + p;
-            if den.abs() > 1e-12 { (0.5 * (m - p) / den).clamp(-0.5, 0.5) } else { 0.0 }
+            if den.abs() > 1e-12 {
+                (0.5 * (m - p) / den).clamp(-0.5, 0.5)
+            } else {
+                0.0
+            }
         };
         let dx = bx as f32 + refine(c(bx - 1, by), c(bx, by), c(bx + 1, by));
         let dy = by as f32 + refine(c(bx, by - 1), c(bx, by), c(bx, by + 1));
@@ -525,7 +642,10 @@ fn spectral_candidates(r: &[f32], w: usize, h: usize, lay: &Layout) -> Vec<Grid>
             };
         }
     }
-    let bins: Vec<(f32, f32)> = lay.all_bins().map(|(ky, kx)| (kx as f32, ky as f32)).collect();
+    let bins: Vec<(f32, f32)> = lay
+        .all_bins()
+        .map(|(ky, kx)| (kx as f32, ky as f32))
+        .collect();
     let score = |scale: f32, rot: f32| -> f32 {
         let (gx, gy) = (
             nw as f32 / (TILE as f32 * scale),
