@@ -1,0 +1,95 @@
+//! The watermark alone, for the evaluation harness (`benches/watermark_eval.py`): timings
+//! exclude decoding and encoding, as the speed figures do.
+//!
+//!   wm_tool embed IN OUT.png PAYLOAD_HEX      one JSON line: embed_ms, megapixels, psnr_db
+//!   wm_tool detect FILE...                    one JSON line per file
+//!   wm_tool fp-trials KEYS FILE...            KEYS random keys on each unmarked file
+//!
+//! The key is the public key unless $AIGC_WM_KEY holds 64 hex digits.
+use aigc_image::watermark::{detect_prepared, embed, prepare};
+use std::time::Instant;
+
+fn key() -> [u8; 32] {
+    match std::env::var("AIGC_WM_KEY") {
+        Ok(hex) => {
+            let mut k = [0u8; 32];
+            for (i, b) in k.iter_mut().enumerate() {
+                *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex key");
+            }
+            k
+        }
+        Err(_) => aigc_dsp::public_key(),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("embed") => {
+            let img = image::open(&args[1]).expect("readable image");
+            let payload = u64::from_str_radix(&args[3], 16).expect("hex payload");
+            let mut marked = img.clone();
+            let t = Instant::now();
+            let rms = embed(&mut marked, &key(), payload);
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            marked.save(&args[2]).expect("writable output");
+            let mp = (img.width() * img.height()) as f64 / 1e6;
+            println!(
+                "{{\"embed_ms\":{ms:.3},\"megapixels\":{mp:.4},\"psnr_db\":{:.3}}}",
+                20.0 * (255.0 / rms.max(1e-6)).log10()
+            );
+        }
+        Some("detect") => {
+            let k = key();
+            for path in &args[1..] {
+                let Ok(img) = image::open(path) else {
+                    println!("{{\"path\":{path:?},\"error\":\"unreadable\"}}");
+                    continue;
+                };
+                let t = Instant::now();
+                let d = detect_prepared(&prepare(&img), &k);
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                let mp = (img.width() * img.height()) as f64 / 1e6;
+                match d.found {
+                    Some(f) => println!(
+                        "{{\"path\":{path:?},\"detected\":true,\"payload\":\"{:016x}\",\"best_guess\":\"{:016x}\",\"false_positive_probability\":{:e},\"scale\":{:.4},\"rotation_deg\":{:.2},\"detect_ms\":{ms:.3},\"megapixels\":{mp:.4}}}",
+                        f.payload, f.payload, f.false_positive_probability, f.scale, f.rotation_deg
+                    ),
+                    None => println!(
+                        "{{\"path\":{path:?},\"detected\":false,\"best_guess\":\"{:016x}\",\"detect_ms\":{ms:.3},\"megapixels\":{mp:.4}}}",
+                        d.best_guess
+                    ),
+                }
+            }
+        }
+        Some("fp-trials") => {
+            let keys: usize = args[1].parse().expect("number of keys");
+            let mut rng = aigc_dsp::KeyedRng::new(&[0x5a; 32], "fp trials");
+            let (mut trials, mut hits) = (0u64, 0u64);
+            let t = Instant::now();
+            for path in &args[2..] {
+                let Ok(img) = image::open(path) else { continue };
+                let p = prepare(&img);
+                for _ in 0..keys {
+                    let mut k = [0u8; 32];
+                    for c in k.chunks_mut(8) {
+                        c.copy_from_slice(&rng.next_u64().to_le_bytes());
+                    }
+                    trials += 1;
+                    if let Some(f) = detect_prepared(&p, &k).found {
+                        hits += 1;
+                        eprintln!("false detection: {path} payload {:016x}", f.payload);
+                    }
+                }
+            }
+            println!(
+                "{{\"trials\":{trials},\"false_detections\":{hits},\"seconds\":{:.1}}}",
+                t.elapsed().as_secs_f64()
+            );
+        }
+        _ => {
+            eprintln!("usage: wm_tool embed IN OUT PAYLOAD_HEX | detect FILE... | fp-trials KEYS FILE...");
+            std::process::exit(2);
+        }
+    }
+}
