@@ -100,7 +100,7 @@ pub fn decode(key: &[u8; 32], soft: &[f32]) -> Decoded {
     }
     // Trace back from state 0 (the tail flushes the encoder).
     let mut s = 0usize;
-    let mut msg = vec![false; MESSAGE_BITS];
+    let mut msg = [false; MESSAGE_BITS];
     for t in (0..MESSAGE_BITS).rev() {
         msg[t] = s & 1 == 1;
         s = from[t][s] as usize;

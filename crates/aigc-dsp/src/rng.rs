@@ -42,7 +42,7 @@ impl KeyedRng {
 
     /// Uniform in 0..n (n > 0), without modulo bias worth noticing for the small n used here.
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
 
     /// Fisher-Yates shuffle.

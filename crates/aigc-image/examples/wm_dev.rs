@@ -1,5 +1,6 @@
 //! Development check of the image watermark with in-process attacks (the real evaluation,
 //! with independent tools, is benches/watermark_eval.py): `wm_dev DIR [MAX_SIDE]`.
+#![allow(clippy::needless_range_loop, clippy::type_complexity)]
 use aigc_image::watermark::{detect, embed};
 use image::imageops::FilterType;
 use image::{DynamicImage, RgbImage};

@@ -81,6 +81,8 @@ fn main() {
                         eprintln!("false detection: {path} payload {:016x}", f.payload);
                     }
                 }
+                // Progress, so a long run can be read before it ends.
+                eprintln!("{{\"trials\":{trials},\"false_detections\":{hits},\"after\":{path:?}}}");
             }
             println!(
                 "{{\"trials\":{trials},\"false_detections\":{hits},\"seconds\":{:.1}}}",
@@ -88,7 +90,9 @@ fn main() {
             );
         }
         _ => {
-            eprintln!("usage: wm_tool embed IN OUT PAYLOAD_HEX | detect FILE... | fp-trials KEYS FILE...");
+            eprintln!(
+                "usage: wm_tool embed IN OUT PAYLOAD_HEX | detect FILE... | fp-trials KEYS FILE..."
+            );
             std::process::exit(2);
         }
     }

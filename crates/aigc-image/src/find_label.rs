@@ -4,6 +4,8 @@
 //! Scaling first makes the search independent of the image's resolution and tolerant of
 //! resizing and recompression.
 
+#![allow(clippy::needless_range_loop)]
+
 use crate::{coverage, layout_for_ink_height, Position, PLATE_PAD};
 use ab_glyph::Font;
 use image::DynamicImage;

@@ -10,6 +10,9 @@
 //! peaks on the tile lattice. See `aigc_dsp::code` for the payload's protection and the
 //! false-positive probability.
 
+// Index loops read more plainly than iterator chains in this pixel and bin arithmetic.
+#![allow(clippy::needless_range_loop)]
+
 use aigc_dsp::code::{self, CODED_BITS};
 use aigc_dsp::{Complex32, Key, KeyedRng, RealFft2};
 use image::DynamicImage;
@@ -486,7 +489,7 @@ fn at_bin(spec: &[Complex32], (ky, kx): (i32, i32)) -> Complex32 {
 fn soft_values(
     spectra: &[Vec<Complex32>],
     lay: &Layout,
-    map: fn((i32, i32)) -> (i32, i32),
+    map: BinMap,
     fft: &mut RealFft2,
 ) -> Vec<f32> {
     let sw = TILE / 2 + 1;
@@ -562,7 +565,10 @@ const SEARCH_CANDIDATES: usize = 3;
 
 /// Readings of the tile's bins for the image as stored, turned a quarter, and mirrored: an
 /// image re-saved after applying its EXIF orientation still decodes.
-const VARIANTS: [fn((i32, i32)) -> (i32, i32); 4] = [
+/// A reading of the layout's bins: which bin to read for a layout bin.
+type BinMap = fn((i32, i32)) -> (i32, i32);
+
+const VARIANTS: [BinMap; 4] = [
     |(ky, kx)| (ky, kx),
     |(ky, kx)| (kx, -ky),
     |(ky, kx)| (ky, -kx),
@@ -717,7 +723,12 @@ fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<Grid> {
     }
     let count = grid_scores.len() as f32;
     let mean = grid_scores.iter().sum::<f32>() / count;
-    let sd = (grid_scores.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / count).sqrt();
+    let sd = (grid_scores
+        .iter()
+        .map(|v| (v - mean) * (v - mean))
+        .sum::<f32>()
+        / count)
+        .sqrt();
     if std::env::var_os("AIGC_WM_DEBUG").is_some() {
         let peak = grid_scores.iter().cloned().fold(f32::MIN, f32::max);
         eprintln!("sync peak z {:.1}", (peak - mean) / sd.max(1e-9));
