@@ -8,20 +8,9 @@ use common::*;
 use std::path::Path;
 
 fn mark_json(input: &Path, output: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec![
-        "mark",
-        "--json",
-        "--no-watermark",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--producer",
-        PRODUCER,
-    ];
+    let mut args = vec!["--no-watermark"];
     args.extend_from_slice(extra);
-    let o = aigc(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    serde_json::from_str(stdout(&o).trim()).unwrap()
+    mark_report(input, output, &args)
 }
 
 fn magick(args: &[&str]) -> String {

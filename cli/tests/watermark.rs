@@ -16,20 +16,9 @@ fn photo(dir: &Path) -> PathBuf {
 }
 
 fn mark(input: &Path, output: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec![
-        "mark",
-        "--json",
-        "--no-visible",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--producer",
-        PRODUCER,
-    ];
+    let mut args = vec!["--no-visible"];
     args.extend_from_slice(extra);
-    let o = aigc(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    serde_json::from_str(stdout(&o).trim()).unwrap()
+    mark_report(input, output, &args)
 }
 
 fn verify(path: &Path, extra: &[&str]) -> serde_json::Value {

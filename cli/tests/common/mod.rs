@@ -65,6 +65,23 @@ pub fn mark(input: &Path, output: &Path, produce_id: &str) -> Output {
     o
 }
 
+/// `mark --json INPUT -o OUTPUT` with extra flags; must succeed; the report line, parsed.
+pub fn mark_report(input: &Path, output: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "mark",
+        "--json",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--producer",
+        PRODUCER,
+    ];
+    args.extend_from_slice(extra);
+    let o = aigc(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(stdout(&o).trim()).unwrap()
+}
+
 /// `verify --json` on one file, parsed.
 pub fn verify_json(path: &Path) -> serde_json::Value {
     let o = aigc(&["verify", "--json", path.to_str().unwrap()]);

@@ -674,19 +674,25 @@ fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<Grid> {
         .all_bins()
         .map(|(ky, kx)| (kx as f32, ky as f32))
         .collect();
-    let score = |scale: f32, rot: f32| -> f32 {
+    // Where each layout bin lands in the window's half spectrum for a scale and rotation.
+    let predicted = |scale: f32, rot: f32| {
         let (gx, gy) = (
             nw as f32 / (TILE as f32 * scale),
             nh as f32 / (TILE as f32 * scale),
         );
         let (sn, cs) = rot.sin_cos();
-        let mut sum = 0f32;
-        for &(kx, ky) in &bins {
-            let (mut fx, mut fy) = (gx * (cs * kx - sn * ky), gy * (sn * kx + cs * ky));
+        bins.iter().map(move |&(kx, ky)| {
+            let (fx, fy) = (gx * (cs * kx - sn * ky), gy * (sn * kx + cs * ky));
             if fx < 0.0 {
-                fx = -fx;
-                fy = -fy;
+                (-fx, -fy)
+            } else {
+                (fx, fy)
             }
+        })
+    };
+    let score = |scale: f32, rot: f32| -> f32 {
+        let mut sum = 0f32;
+        for (fx, fy) in predicted(scale, rot) {
             let (x0, y0) = (fx.floor() as i64, fy.floor() as i64);
             // The strongest of the four bins around the predicted frequency.
             let mut best = 0f32;
@@ -758,18 +764,8 @@ fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<Grid> {
     }
     // Sharper score for refinement: power interpolated at the predicted frequency.
     let fine = |scale: f32, rot: f32| -> f32 {
-        let (gx, gy) = (
-            nw as f32 / (TILE as f32 * scale),
-            nh as f32 / (TILE as f32 * scale),
-        );
-        let (sn, cs) = rot.sin_cos();
         let mut sum = 0f32;
-        for &(kx, ky) in &bins {
-            let (mut fx, mut fy) = (gx * (cs * kx - sn * ky), gy * (sn * kx + cs * ky));
-            if fx < 0.0 {
-                fx = -fx;
-                fy = -fy;
-            }
+        for (fx, fy) in predicted(scale, rot) {
             let (x0, y0) = (fx.floor(), fy.floor());
             let (ax, ay) = (fx - x0, fy - y0);
             let mut v = 0f32;
