@@ -64,7 +64,8 @@ fn main() {
         }
         Some("fp-trials") => {
             let keys: usize = args[1].parse().expect("number of keys");
-            let mut rng = aigc_dsp::KeyedRng::new(&[0x5a; 32], "fp trials");
+            let seed = std::env::var("AIGC_WM_SEED").unwrap_or_default();
+            let mut rng = aigc_dsp::KeyedRng::new(&[0x5a; 32], &format!("fp trials {seed}"));
             let (mut trials, mut hits) = (0u64, 0u64);
             let t = Instant::now();
             for path in &args[2..] {
