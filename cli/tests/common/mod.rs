@@ -82,6 +82,16 @@ pub fn mark_report(input: &Path, output: &Path, extra: &[&str]) -> serde_json::V
     serde_json::from_str(stdout(&o).trim()).unwrap()
 }
 
+/// The `code` of every metadata finding in a `verify --json` report.
+pub fn finding_codes(v: &serde_json::Value) -> Vec<String> {
+    v["metadata"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// `verify --json` on one file, parsed.
 pub fn verify_json(path: &Path) -> serde_json::Value {
     let o = aigc(&["verify", "--json", path.to_str().unwrap()]);
