@@ -114,9 +114,10 @@ pub struct MarkArgs {
     /// Watermark payload, 16 hex digits (default: the first 64 bits of SHA-256 of the ProduceID).
     #[arg(long, value_name = "HEX")]
     pub payload: Option<String>,
-    /// Edge or corner of the visible label.
-    #[arg(long, value_enum, default_value = "bottom-right")]
-    pub position: PositionArg,
+    /// Edge or corner of the visible label: top-left, top, top-right, left, right, bottom-left,
+    /// bottom, bottom-right.
+    #[arg(long, value_name = "POSITION", default_value = "bottom-right", value_parser = parse_position)]
+    pub position: aigc_image::Position,
     /// Ink height of the visible label's text as a share of the shortest side (at least 0.05).
     #[arg(long, value_name = "RATIO", default_value_t = 0.06)]
     pub visible_size: f32,
@@ -146,16 +147,11 @@ pub struct VisibleArgs {
     pub font: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum PositionArg {
-    TopLeft,
-    Top,
-    TopRight,
-    Left,
-    Right,
-    BottomLeft,
-    Bottom,
-    BottomRight,
+fn parse_position(name: &str) -> Result<aigc_image::Position, String> {
+    aigc_image::Position::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = aigc_image::Position::ALL.iter().map(|p| p.name()).collect();
+        format!("expected one of {}", names.join(", "))
+    })
 }
 
 #[derive(Args, Debug)]

@@ -9,9 +9,9 @@ use ab_glyph::FontArc;
 use aigc_core::{assess, new_content_id, validate, Label, LabelValue, Mode, Verdict};
 use aigc_core::{Finding, FindingCode};
 use aigc_image::pipeline::{inspect_file, mark_file, PixelLayers, PixelReport};
-use aigc_image::{missing_glyphs, LabelStyle, Position};
+use aigc_image::{missing_glyphs, LabelStyle};
 use aigc_meta::{scan_file, write_file, ErrorKind, MetaError, WriteOptions};
-use args::{Cli, Command, Inputs, MarkArgs, PositionArg, PropagateArgs, VerifyArgs, VisibleArgs};
+use args::{Cli, Command, Inputs, MarkArgs, PropagateArgs, VerifyArgs, VisibleArgs};
 use batch::{Destination, Job, Outcome};
 use clap::Parser;
 use serde_json::json;
@@ -106,7 +106,7 @@ fn write_one(
     out: &Path,
     label: &Label,
     verb: &str,
-    id_name: &str,
+    (id_name, id): (&str, &str),
     write: impl FnOnce() -> Result<PixelReport, MetaError>,
 ) -> Outcome {
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -114,11 +114,6 @@ fn write_one(
             return Outcome::Failed(format!("cannot create {}: {e}", dir.display()));
         }
     }
-    let id = if id_name == "ProduceID" {
-        &label.produce_id
-    } else {
-        &label.propagate_id
-    };
     match write() {
         Ok(r) => {
             let format = r.format.map(|f| f.name()).unwrap_or("?");
@@ -206,19 +201,6 @@ fn load_key(k: &args::KeyArgs) -> Result<aigc_dsp::Key, String> {
     ))
 }
 
-fn position(p: PositionArg) -> Position {
-    match p {
-        PositionArg::TopLeft => Position::TopLeft,
-        PositionArg::Top => Position::Top,
-        PositionArg::TopRight => Position::TopRight,
-        PositionArg::Left => Position::Left,
-        PositionArg::Right => Position::Right,
-        PositionArg::BottomLeft => Position::BottomLeft,
-        PositionArg::Bottom => Position::Bottom,
-        PositionArg::BottomRight => Position::BottomRight,
-    }
-}
-
 fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
     let producer = a
         .producer
@@ -262,7 +244,7 @@ fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
         .transpose()?;
     let style = LabelStyle {
         text: a.visible.text.clone(),
-        position: position(a.position),
+        position: a.position,
         height_ratio: a.visible_size,
         plate: !a.no_plate,
         opacity: a.visible_opacity,
@@ -306,9 +288,14 @@ fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
                 visible: font.as_ref().map(|f| (&style, f)),
                 watermark: (!a.no_watermark).then_some((&key, payload)),
             };
-            write_one(job, out, &label, "marked", "ProduceID", || {
-                mark_file(&job.input, out, &label, &opts, &layers)
-            })
+            write_one(
+                job,
+                out,
+                &label,
+                "marked",
+                ("ProduceID", &label.produce_id),
+                || mark_file(&job.input, out, &label, &opts, &layers),
+            )
         },
     ))
 }
@@ -339,7 +326,7 @@ fn verify(a: VerifyArgs, cfg: &config::Config) -> Result<batch::Summary, String>
             let mut verdict = assess(&fs.scan.copies, &fs.scan.problems, mode);
             // A file whose metadata reads but whose pixels do not still gets its metadata verdict.
             let (pixels, pixel_error) =
-                match inspect_file(&job.input, &font, &text_to_find, key.as_ref()) {
+                match inspect_file(&job.input, fs.format, &font, &text_to_find, key.as_ref()) {
                     Ok(p) => (p, None),
                     Err(e) => (Default::default(), Some(e.message)),
                 };
@@ -470,13 +457,20 @@ fn propagate(a: PropagateArgs, cfg: &config::Config) -> Result<batch::Summary, S
             if let Err(e) = check_label(&label, mode) {
                 return Outcome::Failed(e);
             }
-            write_one(job, out, &label, "propagated", "PropagateID", || {
-                let format = write_file(&job.input, out, &label, &opts)?;
-                Ok(PixelReport {
-                    format: Some(format),
-                    ..PixelReport::default()
-                })
-            })
+            write_one(
+                job,
+                out,
+                &label,
+                "propagated",
+                ("PropagateID", &label.propagate_id),
+                || {
+                    let format = write_file(&job.input, out, &label, &opts)?;
+                    Ok(PixelReport {
+                        format: Some(format),
+                        ..PixelReport::default()
+                    })
+                },
+            )
         },
     ))
 }

@@ -69,23 +69,14 @@ pub fn mark_file(
         format: Some(format),
         ..PixelReport::default()
     };
-    let image_format = match format {
-        Format::Jpeg => ImageFormat::Jpeg,
-        Format::Png => ImageFormat::Png,
-        Format::Webp => ImageFormat::WebP,
-        Format::Tiff => ImageFormat::Tiff,
-        Format::Gif => ImageFormat::Gif,
-        Format::Heif => {
+    let Some(image_format) = pixel_format(format) else {
+        if format == Format::Heif {
             report.pixels_skipped = Some(
                 "HEIF/AVIF pixels cannot be decoded by this build; metadata label only".into(),
             );
-            write_file(input, output, label, opts)?;
-            return Ok(report);
         }
-        _ => {
-            write_file(input, output, label, opts)?;
-            return Ok(report);
-        }
+        write_file(input, output, label, opts)?;
+        return Ok(report);
     };
     if !layers.any() {
         write_file(input, output, label, opts)?;
@@ -125,6 +116,42 @@ fn container_error(handler: &dyn aigc_meta::FormatHandler, original: &[u8]) -> O
             &WriteOptions::default(),
         )
         .err()
+}
+
+/// The `image` crate's name for a format whose pixels this crate decodes and encodes.
+fn pixel_format(format: Format) -> Option<ImageFormat> {
+    match format {
+        Format::Jpeg => Some(ImageFormat::Jpeg),
+        Format::Png => Some(ImageFormat::Png),
+        Format::Webp => Some(ImageFormat::WebP),
+        Format::Tiff => Some(ImageFormat::Tiff),
+        Format::Gif => Some(ImageFormat::Gif),
+        _ => None,
+    }
+}
+
+/// Decoded pixels as stored, with what the decoder read beside them.
+struct Decoded {
+    img: DynamicImage,
+    orientation: Orientation,
+    icc: Option<Vec<u8>>,
+    exif: Option<Vec<u8>>,
+}
+
+fn decode(data: &[u8], image_format: ImageFormat) -> Result<Decoded, MetaError> {
+    let mut reader = ImageReader::new(Cursor::new(data));
+    reader.set_format(image_format);
+    let mut decoder = reader.into_decoder().map_err(decode_error)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let icc = decoder.icc_profile().ok().flatten();
+    let exif = decoder.exif_metadata().ok().flatten();
+    let img = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    Ok(Decoded {
+        img,
+        orientation,
+        icc,
+        exif,
+    })
 }
 
 fn decode_error(e: image::ImageError) -> MetaError {
@@ -177,18 +204,16 @@ fn mark_still(
             "is an animated WebP, which this tool cannot re-encode; pass --no-visible --no-watermark to write the metadata label alone",
         ));
     }
-    let mut reader = ImageReader::new(Cursor::new(original));
-    reader.set_format(image_format);
-    let mut decoder = reader.into_decoder().map_err(decode_error)?;
-    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    // JPEG and PNG get every metadata segment carried over byte for byte afterwards; WebP and
-    // TIFF get ICC and EXIF through their encoders.
-    let icc = decoder.icc_profile().ok().flatten();
-    let exif = decoder.exif_metadata().ok().flatten();
-    let mut img = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    let Decoded {
+        mut img,
+        orientation,
+        icc,
+        exif,
+    } = decode(original, image_format)?;
     // Draw in the orientation a viewer shows, then store the pixels as they were stored, so the
     // carried-over EXIF orientation still applies and the label lands upright in the displayed
-    // corner.
+    // corner. JPEG and PNG get every metadata segment carried over byte for byte afterwards;
+    // WebP and TIFF get ICC and EXIF through their encoders.
     img.apply_orientation(orientation);
     if let Some((style, font)) = layers.visible {
         report.visible = Some(draw_label_any(&mut img, font, style).map_err(label_error)?);
@@ -301,30 +326,24 @@ pub struct PixelInspection {
     pub watermark: Option<crate::watermark::WatermarkFound>,
 }
 
-/// Decodes an image file (the first frame of an animation) in its displayed orientation and
-/// looks for this tool's visible label. Media whose pixels cannot be decoded here come back
+/// Decodes an image file of `format` (as the metadata scan found it; the first frame of an
+/// animation) in its displayed orientation and looks for this tool's visible label and watermark. Media whose pixels cannot be decoded here come back
 /// with `decoded: false`.
 pub fn inspect_file<F: ab_glyph::Font>(
     path: &Path,
+    format: Format,
     font: &F,
     text: &str,
     key: Option<&aigc_dsp::Key>,
 ) -> Result<PixelInspection, MetaError> {
-    let (_, handler) = aigc_meta::open_input(path)?;
-    let image_format = match handler.format() {
-        Format::Jpeg => ImageFormat::Jpeg,
-        Format::Png => ImageFormat::Png,
-        Format::Webp => ImageFormat::WebP,
-        Format::Tiff => ImageFormat::Tiff,
-        Format::Gif => ImageFormat::Gif,
-        _ => return Ok(PixelInspection::default()),
+    let Some(image_format) = pixel_format(format) else {
+        return Ok(PixelInspection::default());
     };
-    let data = std::fs::read(path)?;
-    let mut reader = ImageReader::new(Cursor::new(&data[..]));
-    reader.set_format(image_format);
-    let mut decoder = reader.into_decoder().map_err(decode_error)?;
-    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    let Decoded {
+        mut img,
+        orientation,
+        ..
+    } = decode(&std::fs::read(path)?, image_format)?;
     img.apply_orientation(orientation);
     Ok(PixelInspection {
         decoded: true,
