@@ -127,6 +127,45 @@ pub struct MarkArgs {
     /// Draw the text without the dark plate behind it.
     #[arg(long)]
     pub no_plate: bool,
+    #[command(flatten)]
+    pub rhythm: RhythmArgs,
+}
+
+/// The audible label for audio files: Morse "AI" (.- ..) as a tone.
+#[derive(Args, Debug, Clone)]
+pub struct RhythmArgs {
+    /// Skip the rhythm label (audio: added by default).
+    #[arg(long)]
+    pub no_rhythm: bool,
+    /// Where the rhythm label goes: start, end, or a time in seconds.
+    #[arg(long, value_name = "WHERE", default_value = "start", value_parser = parse_rhythm_at)]
+    pub rhythm_at: aigc_audio::rhythm::Placement,
+    /// Mix the tone over the audio instead of inserting it with a pause.
+    #[arg(long)]
+    pub rhythm_mix: bool,
+    /// Tone frequency in Hz (300-3000).
+    #[arg(long, value_name = "HZ", default_value_t = 800.0)]
+    pub rhythm_freq: f32,
+    /// Length of a Morse dot in milliseconds (50-300); a dash is three dots.
+    #[arg(long, value_name = "MS", default_value_t = 120.0)]
+    pub rhythm_dot_ms: f32,
+    /// Peak level of the tone in dBFS (-40 to -1).
+    #[arg(long, value_name = "DB", default_value_t = -12.0, allow_negative_numbers = true)]
+    pub rhythm_level: f32,
+}
+
+fn parse_rhythm_at(v: &str) -> Result<aigc_audio::rhythm::Placement, String> {
+    use aigc_audio::rhythm::Placement;
+    match v {
+        "start" => Ok(Placement::Start),
+        "end" => Ok(Placement::End),
+        s => s
+            .parse::<f64>()
+            .ok()
+            .filter(|t| t.is_finite() && *t >= 0.0)
+            .map(Placement::At)
+            .ok_or_else(|| "expected start, end or a time in seconds".to_string()),
+    }
 }
 
 #[derive(Args, Debug, Clone)]

@@ -8,6 +8,7 @@ mod config;
 use ab_glyph::FontArc;
 use aigc_core::{assess, new_content_id, validate, Label, LabelValue, Mode, Verdict};
 use aigc_core::{Finding, FindingCode};
+use aigc_audio::pipeline::{SoundLayers, SoundReport};
 use aigc_image::pipeline::{inspect_file, mark_file, PixelLayers, PixelReport};
 use aigc_image::{missing_glyphs, LabelStyle};
 use aigc_meta::{scan_file, write_file, ErrorKind, MetaError, WriteOptions};
@@ -107,7 +108,7 @@ fn write_one(
     label: &Label,
     verb: &str,
     (id_name, id): (&str, &str),
-    write: impl FnOnce() -> Result<PixelReport, MetaError>,
+    write: impl FnOnce() -> Result<Marked, MetaError>,
 ) -> Outcome {
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         if let Err(e) = std::fs::create_dir_all(dir) {
@@ -115,7 +116,31 @@ fn write_one(
         }
     }
     match write() {
-        Ok(r) => {
+        Ok(Marked::Sound(r)) => {
+            let format = r.format.map(|f| f.name()).unwrap_or("?");
+            let mut text = format!(
+                "{verb} {} -> {} ({format}/{}, {id_name} {id}",
+                job.input.display(),
+                out.display(),
+                r.codec,
+            );
+            if let Some(at) = r.rhythm_at {
+                text.push_str(&format!(", rhythm label at {at:.2} s"));
+            }
+            if let Some((payload, e)) = &r.watermark {
+                text.push_str(&format!(", watermark {payload:016x} at {:.1} dB SNR", e.snr_db));
+            }
+            if r.limiter_db > 0.0 {
+                text.push_str(&format!(", peaks limited by {:.1} dB", r.limiter_db));
+            }
+            text.push(')');
+            Outcome::Done {
+                text,
+                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format, "codec": r.codec, "sample_rate": r.sample_rate, "channels": r.channels, "label": label, "rhythm": r.rhythm_at.map(|at| json!({"start_seconds": at})), "watermark": r.watermark.map(|(p, e)| json!({"payload": format!("{p:016x}"), "snr_db": e.snr_db, "strength": e.strength})), "limiter_db": r.limiter_db}),
+                ok: true,
+            }
+        }
+        Ok(Marked::Pixels(r)) => {
             let format = r.format.map(|f| f.name()).unwrap_or("?");
             let mut text = format!(
                 "{verb} {} -> {} ({format}, {id_name} {id}",
@@ -144,6 +169,12 @@ fn write_one(
         }
         Err(e) => failure(job, e),
     }
+}
+
+/// What a `mark` write did to the content.
+enum Marked {
+    Pixels(PixelReport),
+    Sound(SoundReport),
 }
 
 /// The font for visible labels: `--font`, or the embedded one. Refuses text it cannot draw.
@@ -201,6 +232,29 @@ fn load_key(k: &args::KeyArgs) -> Result<aigc_dsp::Key, String> {
     ))
 }
 
+/// The rhythm label's style from the command line, checked; `None` with `--no-rhythm`.
+fn rhythm_style(r: &args::RhythmArgs) -> Result<Option<aigc_audio::rhythm::RhythmStyle>, String> {
+    if r.no_rhythm {
+        return Ok(None);
+    }
+    if !(300.0..=3000.0).contains(&r.rhythm_freq) {
+        return Err(format!("--rhythm-freq {} is outside 300-3000 Hz", r.rhythm_freq));
+    }
+    if !(50.0..=300.0).contains(&r.rhythm_dot_ms) {
+        return Err(format!("--rhythm-dot-ms {} is outside 50-300 ms", r.rhythm_dot_ms));
+    }
+    if !(-40.0..=-1.0).contains(&r.rhythm_level) {
+        return Err(format!("--rhythm-level {} is outside -40 to -1 dBFS", r.rhythm_level));
+    }
+    Ok(Some(aigc_audio::rhythm::RhythmStyle {
+        frequency_hz: r.rhythm_freq,
+        dot_ms: r.rhythm_dot_ms,
+        level_dbfs: r.rhythm_level,
+        placement: r.rhythm_at,
+        insert: !r.rhythm_mix,
+    }))
+}
+
 fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
     let producer = a
         .producer
@@ -250,6 +304,7 @@ fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
         opacity: a.visible_opacity,
         ..LabelStyle::default()
     };
+    let rhythm = rhythm_style(&a.rhythm)?;
     let value = a
         .label
         .map(|l| l.value())
@@ -288,13 +343,20 @@ fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
                 visible: font.as_ref().map(|f| (&style, f)),
                 watermark: (!a.no_watermark).then_some((&key, payload)),
             };
+            let sound = SoundLayers {
+                rhythm: rhythm.as_ref(),
+                watermark: (!a.no_watermark).then_some((&key, payload)),
+            };
             write_one(
                 job,
                 out,
                 &label,
                 "marked",
                 ("ProduceID", &label.produce_id),
-                || mark_file(&job.input, out, &label, &opts, &layers),
+                || match aigc_audio::pipeline::mark_file(&job.input, out, &label, &opts, &sound)? {
+                    Some(r) => Ok(Marked::Sound(r)),
+                    None => mark_file(&job.input, out, &label, &opts, &layers).map(Marked::Pixels),
+                },
             )
         },
     ))
@@ -324,6 +386,19 @@ fn verify(a: VerifyArgs, cfg: &config::Config) -> Result<batch::Summary, String>
                 Err(e) => return failure(job, e),
             };
             let mut verdict = assess(&fs.scan.copies, &fs.scan.problems, mode);
+            match aigc_audio::pipeline::inspect_file(&job.input, fs.format, key.as_ref()) {
+                Ok(None) => {}
+                Ok(Some(sound)) => return verify_sound(job, &fs, verdict, &sound, key.is_some(), require),
+                Err(e) => {
+                    let sound = aigc_audio::pipeline::SoundInspection::default();
+                    let mut o = verify_sound(job, &fs, verdict, &sound, key.is_some(), require);
+                    if let Outcome::Done { text, json, .. } = &mut o {
+                        text.push_str(&format!("\n    sound not checked: {e}"));
+                        json["sound_error"] = json!(e);
+                    }
+                    return o;
+                }
+            }
             // A file whose metadata reads but whose pixels do not still gets its metadata verdict.
             let (pixels, pixel_error) =
                 match inspect_file(&job.input, fs.format, &font, &text_to_find, key.as_ref()) {
@@ -407,6 +482,69 @@ fn verify(a: VerifyArgs, cfg: &config::Config) -> Result<batch::Summary, String>
     ))
 }
 
+/// `verify`'s report for an audio file: metadata, watermark and rhythm label.
+fn verify_sound(
+    job: &Job,
+    fs: &aigc_meta::FileScan,
+    mut verdict: aigc_core::Assessment,
+    sound: &aigc_audio::pipeline::SoundInspection,
+    watermark_checked: bool,
+    require: bool,
+) -> Outcome {
+    let mut text = format!(
+        "{:<14} {:<5} {}",
+        verdict.verdict.as_str(),
+        fs.format.name(),
+        job.input.display()
+    );
+    if let Some(l) = &verdict.label {
+        text.push_str(&format!("\n    label: {}", l.to_json()));
+    }
+    if let Some(wm) = &sound.watermark {
+        if verdict.verdict == Verdict::NotFound {
+            verdict.findings.push(Finding::warning(
+                FindingCode::WatermarkOnly,
+                None,
+                format!("no metadata label, but this tool's watermark (payload {:016x}) is present: the metadata was probably stripped; label it 3 (suspected) when distributing", wm.payload),
+            ));
+        }
+        text.push_str(&format!(
+            "\n    watermark: payload {:016x} (false-positive probability {:.1e})",
+            wm.payload, wm.false_positive_probability
+        ));
+    }
+    for r in &sound.rhythm {
+        text.push_str(&format!(
+            "\n    rhythm label (.- ..): {:.2}-{:.2} s at {:.0} Hz",
+            r.start_seconds, r.end_seconds, r.frequency_hz
+        ));
+    }
+    for f in &verdict.findings {
+        text.push_str(&format!("\n    {f}"));
+    }
+    let json = json!({
+        "path": job.input.display().to_string(),
+        "format": fs.format.name(),
+        "verdict": verdict.verdict,
+        "metadata": {"label": verdict.label, "carriers": verdict.carriers, "findings": verdict.findings},
+        "watermark": match (watermark_checked && sound.decoded, &sound.watermark) {
+            (false, _) => serde_json::Value::Null,
+            (true, Some(wm)) => json!({"detected": true, "payload": format!("{:016x}", wm.payload), "false_positive_probability": wm.false_positive_probability, "speed": wm.speed, "offset_seconds": wm.offset_seconds}),
+            (true, None) => json!({"detected": false, "payload": null, "false_positive_probability": null}),
+        },
+        "rhythm": sound.decoded.then(|| json!({
+            "detected": !sound.rhythm.is_empty(),
+            "occurrences": sound.rhythm.iter().map(|r| json!({"start_seconds": r.start_seconds, "end_seconds": r.end_seconds, "frequency_hz": r.frequency_hz, "dot_ms": r.dot_ms})).collect::<Vec<_>>(),
+        })),
+        "seconds": sound.decoded.then_some(sound.seconds),
+    });
+    Outcome::Done {
+        text,
+        json,
+        ok: !require || verdict.verdict == Verdict::Compliant,
+    }
+}
+
 fn propagate(a: PropagateArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
     let propagator = a
         .propagator
@@ -465,10 +603,10 @@ fn propagate(a: PropagateArgs, cfg: &config::Config) -> Result<batch::Summary, S
                 ("PropagateID", &label.propagate_id),
                 || {
                     let format = write_file(&job.input, out, &label, &opts)?;
-                    Ok(PixelReport {
+                    Ok(Marked::Pixels(PixelReport {
                         format: Some(format),
                         ..PixelReport::default()
-                    })
+                    }))
                 },
             )
         },

@@ -1,0 +1,100 @@
+//! The audio watermark without the container work, for the evaluation harness
+//! (`benches/audio_eval.py`): times exclude decoding and encoding.
+//!   awm_tool embed IN OUT.wav       marks IN (any format symphonia reads) into a float WAV
+//!   awm_tool detect FILE...         one JSON line per file
+//!   awm_tool fp-trials N FILE...    N random keys per file; prints the detections
+//! The key is the public key unless AIGC_WM_KEY holds 64 hex digits.
+use aigc_audio::{pcm, watermark};
+use std::time::Instant;
+
+fn key() -> aigc_dsp::Key {
+    match std::env::var("AIGC_WM_KEY") {
+        Ok(h) => {
+            let mut k = [0u8; 32];
+            for (i, b) in k.iter_mut().enumerate() {
+                *b = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).expect("hex key");
+            }
+            k
+        }
+        Err(_) => aigc_dsp::public_key(),
+    }
+}
+
+fn load(path: &str) -> pcm::Pcm {
+    pcm::decode_symphonia(std::path::Path::new(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .unwrap_or_else(|| panic!("{path}: codec not decodable by symphonia"))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("embed") => {
+            let mut a = load(&args[1]);
+            let payload = std::env::var("AIGC_WM_PAYLOAD")
+                .ok()
+                .map(|h| u64::from_str_radix(&h, 16).expect("hex payload"))
+                .unwrap_or(0x1234_5678_9abc_def0);
+            let original = a.clone();
+            let t = Instant::now();
+            let e = watermark::embed(&mut a.channels, a.sample_rate, &key(), payload);
+            let secs = t.elapsed().as_secs_f64();
+            let (mut sig, mut err) = (0f64, 0f64);
+            for (c, o) in a.channels.iter().zip(&original.channels) {
+                for (x, y) in c.iter().zip(o) {
+                    sig += (*y as f64).powi(2);
+                    err += ((x - y) as f64).powi(2);
+                }
+            }
+            pcm::write_wav_f32(std::path::Path::new(&args[2]), &a).expect("write");
+            println!(
+                "{{\"file\":{:?},\"seconds\":{},\"embed_s\":{secs},\"snr_db\":{},\"strength\":{}}}",
+                args[1],
+                a.seconds(),
+                10.0 * (sig / err.max(1e-30)).log10(),
+                e.map_or(0.0, |e| e.strength)
+            );
+        }
+        Some("detect") => {
+            let k = key();
+            for f in &args[1..] {
+                let a = load(f);
+                let t = Instant::now();
+                let d = watermark::detect(&a.slices(), a.sample_rate, &k);
+                let secs = t.elapsed().as_secs_f64();
+                println!(
+                    "{{\"file\":{f:?},\"seconds\":{},\"detect_s\":{secs},\"found\":{},\"payload\":\"{:016x}\",\"agreement\":{},\"speed\":{}}}",
+                    a.seconds(),
+                    d.found.is_some(),
+                    d.found.map_or(d.best_payload, |f| f.payload),
+                    d.found.map_or(d.best_agreement, |f| f.agreement),
+                    d.found.map_or(0.0, |f| f.speed),
+                );
+            }
+        }
+        Some("fp-trials") => {
+            let n: usize = args[1].parse().expect("trial count");
+            let mut hits = 0;
+            let mut trials = 0;
+            for f in &args[2..] {
+                let a = load(f);
+                let mono = a.mono();
+                for i in 0..n {
+                    let k = aigc_dsp::KeyedRng::new(&[i as u8; 32], &format!("fp {f} {i}"));
+                    let mut key = [0u8; 32];
+                    let mut r = k;
+                    for b in key.iter_mut() {
+                        *b = r.next_u64() as u8;
+                    }
+                    trials += 1;
+                    if watermark::detect_mono(&mono, a.sample_rate, &key).found.is_some() {
+                        hits += 1;
+                        println!("false detection: {f} key {i}");
+                    }
+                }
+            }
+            println!("{{\"trials\":{trials},\"false_detections\":{hits}}}");
+        }
+        _ => eprintln!("usage: awm_tool embed IN OUT.wav | detect FILE... | fp-trials N FILE..."),
+    }
+}

@@ -1,0 +1,147 @@
+//! Decoding to planar f32 with symphonia (WAV, FLAC, MP3, AAC/ALAC in MP4, Vorbis in Ogg); Opus,
+//! which symphonia does not decode, goes through FFmpeg's decoder (`ffmpeg` module).
+
+use std::fs::File;
+use std::path::Path;
+use symphonia::core::audio::SampleBuffer;
+use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL, CODEC_TYPE_OPUS};
+use symphonia::core::errors::Error as SymError;
+use symphonia::core::formats::FormatOptions;
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+
+/// Decoded audio: one `Vec` per channel, all the same length.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pcm {
+    pub sample_rate: u32,
+    pub channels: Vec<Vec<f32>>,
+}
+
+impl Pcm {
+    /// Frames (samples per channel).
+    pub fn len(&self) -> usize {
+        self.channels.first().map_or(0, Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn seconds(&self) -> f64 {
+        self.len() as f64 / self.sample_rate.max(1) as f64
+    }
+
+    /// The mean of the channels.
+    pub fn mono(&self) -> Vec<f32> {
+        let n = self.channels.len().max(1) as f32;
+        (0..self.len())
+            .map(|i| self.channels.iter().map(|c| c[i]).sum::<f32>() / n)
+            .collect()
+    }
+
+    /// Channel slices, for the DSP functions.
+    pub fn slices(&self) -> Vec<&[f32]> {
+        self.channels.iter().map(Vec::as_slice).collect()
+    }
+}
+
+/// Decodes the first audio track of `path`. `Ok(None)` means symphonia has no decoder for the
+/// codec (Opus): the caller falls back to FFmpeg.
+pub fn decode_symphonia(path: &Path) -> Result<Option<Pcm>, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    let probed = symphonia::default::get_probe()
+        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+        .map_err(|e| format!("cannot read the audio container: {e}"))?;
+    let mut format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or("no audio track")?
+        .clone();
+    if track.codec_params.codec == CODEC_TYPE_OPUS {
+        return Ok(None);
+    }
+    let mut decoder = match symphonia::default::get_codecs().make(&track.codec_params, &DecoderOptions::default()) {
+        Ok(d) => d,
+        Err(SymError::Unsupported(_)) => return Ok(None),
+        Err(e) => return Err(format!("cannot decode the audio: {e}")),
+    };
+    let mut pcm = Pcm {
+        sample_rate: track.codec_params.sample_rate.unwrap_or(0),
+        channels: Vec::new(),
+    };
+    let mut buf: Option<SampleBuffer<f32>> = None;
+    loop {
+        let packet = match format.next_packet() {
+            Ok(p) => p,
+            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(SymError::ResetRequired) => break,
+            Err(e) => return Err(format!("cannot read audio packet: {e}")),
+        };
+        if packet.track_id() != track.id {
+            continue;
+        }
+        let decoded = match decoder.decode(&packet) {
+            Ok(d) => d,
+            // A damaged packet in a lossy stream is skipped, as players do.
+            Err(SymError::DecodeError(_)) => continue,
+            Err(e) => return Err(format!("cannot decode the audio: {e}")),
+        };
+        let spec = *decoded.spec();
+        let nch = spec.channels.count();
+        if pcm.channels.is_empty() {
+            pcm.channels = vec![Vec::new(); nch];
+            pcm.sample_rate = spec.rate;
+        }
+        if nch != pcm.channels.len() {
+            return Err("the channel count changes mid-stream".into());
+        }
+        let b = buf.get_or_insert_with(|| SampleBuffer::new(decoded.capacity() as u64, spec));
+        if (b.capacity()) < decoded.capacity() * nch {
+            *b = SampleBuffer::new(decoded.capacity() as u64, spec);
+        }
+        b.copy_interleaved_ref(decoded);
+        for frame in b.samples().chunks_exact(nch) {
+            for (c, &v) in pcm.channels.iter_mut().zip(frame) {
+                c.push(v);
+            }
+        }
+    }
+    if pcm.sample_rate == 0 || pcm.is_empty() {
+        return Err("the audio track holds no samples".into());
+    }
+    Ok(Some(pcm))
+}
+
+/// Writes `pcm` as a 32-bit float WAV (WAVE_FORMAT_IEEE_FLOAT), for tools and tests.
+pub fn write_wav_f32(path: &Path, pcm: &Pcm) -> std::io::Result<()> {
+    use std::io::Write;
+    let nch = pcm.channels.len() as u16;
+    let data_len = (pcm.len() * nch as usize * 4) as u32;
+    let mut out = std::io::BufWriter::new(File::create(path)?);
+    out.write_all(b"RIFF")?;
+    out.write_all(&(36 + data_len).to_le_bytes())?;
+    out.write_all(b"WAVEfmt ")?;
+    out.write_all(&16u32.to_le_bytes())?;
+    out.write_all(&3u16.to_le_bytes())?;
+    out.write_all(&nch.to_le_bytes())?;
+    out.write_all(&pcm.sample_rate.to_le_bytes())?;
+    out.write_all(&(pcm.sample_rate * nch as u32 * 4).to_le_bytes())?;
+    out.write_all(&(nch * 4).to_le_bytes())?;
+    out.write_all(&32u16.to_le_bytes())?;
+    out.write_all(b"data")?;
+    out.write_all(&data_len.to_le_bytes())?;
+    for i in 0..pcm.len() {
+        for c in &pcm.channels {
+            out.write_all(&c[i].to_le_bytes())?;
+        }
+    }
+    out.flush()
+}

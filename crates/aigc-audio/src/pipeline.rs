@@ -1,0 +1,182 @@
+//! `mark` and `verify` for audio files: one decode, the rhythm label, the watermark, a
+//! limiter, one encode into the same kind of file, then the metadata label through aigc-meta.
+
+use crate::rhythm::{self, RhythmFound, RhythmStyle};
+use crate::watermark::{self, Embedded, WatermarkFound};
+use crate::{pcm, transcode, Pcm};
+use aigc_core::Label;
+use aigc_dsp::Key;
+use aigc_meta::{write_encoded, Format, MetaError, WriteOptions};
+use std::path::Path;
+
+/// What `mark` adds to the sound.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SoundLayers<'a> {
+    pub rhythm: Option<&'a RhythmStyle>,
+    /// Key and 64-bit payload.
+    pub watermark: Option<(&'a Key, u64)>,
+}
+
+/// What `mark` did to an audio file.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SoundReport {
+    pub format: Option<Format>,
+    /// FFmpeg's encoder name for the output.
+    pub codec: String,
+    pub sample_rate: u32,
+    pub channels: usize,
+    /// Where the rhythm label starts, seconds.
+    pub rhythm_at: Option<f64>,
+    pub watermark: Option<(u64, Embedded)>,
+    /// Gain the limiter took off the loudest peak to prevent clipping, dB (0: none needed).
+    pub limiter_db: f32,
+}
+
+/// The containers whose audio this pipeline re-encodes.
+pub fn is_audio_format(format: Format) -> bool {
+    matches!(
+        format,
+        Format::Wav | Format::Mp3 | Format::Flac | Format::Ogg | Format::Mp4
+    )
+}
+
+fn decode(path: &Path, src: &transcode::Source) -> Result<Pcm, String> {
+    if src.codec == ffmpeg_next::codec::Id::OPUS {
+        return transcode::decode(path);
+    }
+    match pcm::decode_symphonia(path)? {
+        Some(p) => Ok(p),
+        None => transcode::decode(path),
+    }
+}
+
+/// Whether `path` (of a container `is_audio_format` accepts) holds audio only. MP4 and Ogg
+/// with video are left to the video pipeline.
+pub fn probe_audio_only(path: &Path) -> Result<Option<transcode::Source>, String> {
+    let src = transcode::probe(path)?;
+    Ok((!src.has_video).then_some(src))
+}
+
+/// Marks the audio file `input` into `output`. `Ok(None)`: not an audio-only file of a format
+/// this pipeline handles; the caller labels it another way.
+pub fn mark_file(
+    input: &Path,
+    output: &Path,
+    label: &Label,
+    opts: &WriteOptions,
+    layers: &SoundLayers,
+) -> Result<Option<SoundReport>, MetaError> {
+    let (_, handler) = aigc_meta::open_input(input)?;
+    let format = handler.format();
+    if !is_audio_format(format) {
+        return Ok(None);
+    }
+    let fail = |m: String| MetaError::malformed(m);
+    let Some(src) = probe_audio_only(input).map_err(fail)? else {
+        return Ok(None);
+    };
+    let mut audio = decode(input, &src).map_err(fail)?;
+    let mut report = SoundReport {
+        format: Some(format),
+        sample_rate: audio.sample_rate,
+        channels: audio.channels.len(),
+        ..SoundReport::default()
+    };
+    // The watermark first: it modulates what it finds, and the tone must stay a clean tone.
+    if let Some((key, payload)) = layers.watermark {
+        report.watermark = watermark::embed(&mut audio.channels, audio.sample_rate, key, payload)
+            .map(|e| (payload, e));
+    }
+    if let Some(style) = layers.rhythm {
+        report.rhythm_at = Some(rhythm::apply(&mut audio, style));
+    }
+    report.limiter_db = limit(&mut audio);
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".aigc-label-enc-")
+        .tempfile_in(dir)
+        .map_err(|e| fail(format!("cannot create a temporary file in {}: {e}", dir.display())))?;
+    report.codec = transcode::encode(&audio, &src, tmp.path()).map_err(fail)?;
+    let encoded = std::fs::read(tmp.path())?;
+    drop(tmp);
+    write_encoded(&encoded, format, input, output, label, opts)?;
+    Ok(Some(report))
+}
+
+/// Lowers the gain smoothly where a peak would pass full scale: a look-ahead limiter with
+/// 5 ms attack and 50 ms release, so nothing wraps or clips. Returns the largest reduction, dB.
+pub fn limit(pcm: &mut Pcm) -> f32 {
+    const CEILING: f32 = 0.999;
+    let n = pcm.len();
+    let peak: Vec<f32> = (0..n)
+        .map(|i| pcm.channels.iter().map(|c| c[i].abs()).fold(0.0, f32::max))
+        .collect();
+    if peak.iter().all(|&p| p <= CEILING) {
+        return 0.0;
+    }
+    let sr = pcm.sample_rate as usize;
+    let attack = (sr / 200).max(1);
+    let release = (sr / 20).max(1);
+    // The gain each sample needs, spread back over the attack (a running minimum), then
+    // released exponentially: never above what any sample in reach needs.
+    let need: Vec<f32> = peak.iter().map(|&p| if p > CEILING { CEILING / p } else { 1.0 }).collect();
+    let mut gain = vec![1f32; n];
+    let mut next_need = 1.0f32;
+    for i in (0..n).rev() {
+        // Backwards: reach `attack` samples ahead, linearly.
+        next_need = (next_need + (1.0 - next_need) / attack as f32).min(1.0).min(need[i]);
+        gain[i] = next_need;
+    }
+    // Forwards: recover towards unity over the release time, never above what is needed.
+    let k = 1.0 / release as f32;
+    let mut g = 1.0f32;
+    for v in gain.iter_mut() {
+        g = (g + (1.0 - g) * k).min(*v);
+        *v = g;
+    }
+    let mut worst = 1.0f32;
+    for c in &mut pcm.channels {
+        for (x, g) in c.iter_mut().zip(&gain) {
+            *x = (*x * g).clamp(-CEILING, CEILING);
+        }
+    }
+    for g in &gain {
+        worst = worst.min(*g);
+    }
+    -20.0 * worst.log10()
+}
+
+/// What `verify` found in an audio file's sound.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SoundInspection {
+    /// The sound was decoded (the fields below mean something).
+    pub decoded: bool,
+    pub seconds: f64,
+    pub watermark: Option<WatermarkFound>,
+    pub rhythm: Vec<RhythmFound>,
+}
+
+/// Decodes `path` and looks for the watermark (when `key` is given) and the rhythm label.
+/// `Ok(None)`: not an audio-only file of a format this pipeline reads.
+pub fn inspect_file(path: &Path, format: Format, key: Option<&Key>) -> Result<Option<SoundInspection>, String> {
+    if !is_audio_format(format) {
+        return Ok(None);
+    }
+    let Some(src) = probe_audio_only(path)? else {
+        return Ok(None);
+    };
+    let audio = decode(path, &src)?;
+    let mono = audio.mono();
+    let sr = audio.sample_rate;
+    let seconds = audio.seconds();
+    drop(audio);
+    Ok(Some(SoundInspection {
+        decoded: true,
+        seconds,
+        watermark: key.and_then(|k| watermark::detect_mono(&mono, sr, k).found),
+        rhythm: rhythm::detect(&mono, sr),
+    }))
+}

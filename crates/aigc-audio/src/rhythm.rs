@@ -1,0 +1,275 @@
+//! The audible rhythm label of GB 45438: Morse "AI" (`.- ..`, "short-long short-short") as a
+//! tone, and finding it again.
+//!
+//! Timing follows Morse ratios: a dash is three dots, the gap inside a letter one dot, the gap
+//! between letters three. Each tone rises and falls over 5 ms (raised cosine) so it never
+//! clicks. The detector follows, for every frequency in 300 Hz-3 kHz, the share of the
+//! frame's energy that sits at that frequency, cuts it into on/off runs and looks for four
+//! runs in the ratios 1:3:1:1 separated by gaps of 1:3:1, quiet before and after.
+
+use crate::Pcm;
+use realfft::RealFftPlanner;
+
+/// Where and how the tone goes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RhythmStyle {
+    pub frequency_hz: f32,
+    pub dot_ms: f32,
+    /// Peak level of the tone, dB relative to full scale.
+    pub level_dbfs: f32,
+    pub placement: Placement,
+    /// Insert the tone (with a pause) instead of mixing it over what is there.
+    pub insert: bool,
+}
+
+/// Where the tone goes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Placement {
+    Start,
+    End,
+    /// At this many seconds from the start.
+    At(f64),
+}
+
+impl Default for RhythmStyle {
+    fn default() -> Self {
+        RhythmStyle {
+            frequency_hz: 800.0,
+            dot_ms: 120.0,
+            level_dbfs: -12.0,
+            placement: Placement::Start,
+            insert: true,
+        }
+    }
+}
+
+/// On/off durations in dots: tone, gap, tone, ... for `.- ..`.
+const PATTERN: [(bool, u32); 7] = [
+    (true, 1),
+    (false, 1),
+    (true, 3),
+    (false, 3),
+    (true, 1),
+    (false, 1),
+    (true, 1),
+];
+const PATTERN_DOTS: u32 = 11;
+/// Silence around an inserted tone, in dots.
+const PAD_DOTS: u32 = 3;
+
+/// The tone alone, at `sample_rate`, without padding.
+pub fn tone(style: &RhythmStyle, sample_rate: u32) -> Vec<f32> {
+    let dot = (style.dot_ms as f64 / 1000.0 * sample_rate as f64).round() as usize;
+    let amp = 10f32.powf(style.level_dbfs / 20.0);
+    let ramp = ((0.005 * sample_rate as f64) as usize).clamp(1, dot / 3 + 1);
+    let w = 2.0 * std::f64::consts::PI * style.frequency_hz as f64 / sample_rate as f64;
+    let mut out = Vec::with_capacity(dot * PATTERN_DOTS as usize);
+    for (on, dots) in PATTERN {
+        let n = dot * dots as usize;
+        for i in 0..n {
+            if !on {
+                out.push(0.0);
+                continue;
+            }
+            let edge = i.min(n - 1 - i);
+            let g = if edge < ramp {
+                0.5 - 0.5 * (std::f32::consts::PI * edge as f32 / ramp as f32).cos()
+            } else {
+                1.0
+            };
+            let t = out.len();
+            out.push(amp * g * (w * t as f64).sin() as f32);
+        }
+    }
+    out
+}
+
+/// Adds the rhythm label to `pcm` (every channel). Returns where the tone starts, in seconds.
+pub fn apply(pcm: &mut Pcm, style: &RhythmStyle) -> f64 {
+    let sr = pcm.sample_rate;
+    let t = tone(style, sr);
+    let dot = (style.dot_ms as f64 / 1000.0 * sr as f64).round() as usize;
+    let len = pcm.len();
+    let at = match style.placement {
+        Placement::Start => 0,
+        Placement::End => len,
+        Placement::At(s) => ((s * sr as f64) as usize).min(len),
+    };
+    if style.insert {
+        let pad = dot * PAD_DOTS as usize;
+        let mut block = vec![0f32; pad];
+        block.extend_from_slice(&t);
+        block.extend(std::iter::repeat_n(0.0, pad));
+        for c in &mut pcm.channels {
+            c.splice(at..at, block.iter().copied());
+        }
+        (at + pad) as f64 / sr as f64
+    } else {
+        // Mixed over what is there; at the end, over the last stretch of the audio.
+        let start = at.min(len.saturating_sub(t.len()));
+        for c in &mut pcm.channels {
+            for (v, s) in c[start..].iter_mut().zip(&t) {
+                *v += s;
+            }
+        }
+        start as f64 / sr as f64
+    }
+}
+
+/// A rhythm label found in the audio.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RhythmFound {
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+    pub frequency_hz: f32,
+    pub dot_ms: f32,
+}
+
+/// Frames per second of the detector's energy track.
+const TRACK_RATE: f64 = 200.0;
+
+/// Looks for `.- ..` as a tone anywhere in `mono`. Returns every occurrence.
+pub fn detect(mono: &[f32], sample_rate: u32) -> Vec<RhythmFound> {
+    let hop = (sample_rate as f64 / TRACK_RATE).round() as usize;
+    let n = (hop * 8).next_power_of_two();
+    if mono.len() < n {
+        return Vec::new();
+    }
+    let bin_hz = sample_rate as f32 / n as f32;
+    let lo = (300.0 / bin_hz) as usize;
+    let hi = ((3000.0 / bin_hz) as usize).min(n / 2 - 2);
+    let fft = RealFftPlanner::<f32>::new().plan_fft_forward(n);
+    let window: Vec<f32> = (0..n)
+        .map(|i| (std::f32::consts::PI * i as f32 / n as f32).sin().powi(2))
+        .collect();
+    let mut buf = fft.make_input_vec();
+    let mut spec = fft.make_output_vec();
+    let frames = (mono.len() - n) / hop + 1;
+    // share[k][t]: energy of bins k-1..=k+1 over the energy of 100 Hz .. 5 kHz.
+    let total_lo = (100.0 / bin_hz) as usize;
+    let total_hi = ((5000.0 / bin_hz) as usize).min(n / 2);
+    let mut share = vec![vec![0f32; frames]; hi - lo];
+    let mut level = vec![0f32; frames];
+    let mut e = vec![0f32; n / 2 + 1];
+    for t in 0..frames {
+        for i in 0..n {
+            buf[i] = mono[t * hop + i] * window[i];
+        }
+        fft.process(&mut buf, &mut spec).expect("sizes from the plan");
+        for (d, s) in e.iter_mut().zip(&spec) {
+            *d = s.norm_sqr();
+        }
+        let total: f32 = e[total_lo..total_hi].iter().sum::<f32>() + 1e-9 * n as f32;
+        level[t] = total;
+        for k in lo..hi {
+            share[k - lo][t] = (e[k - 1] + e[k] + e[k + 1]) / total;
+        }
+    }
+    let mut found: Vec<RhythmFound> = Vec::new();
+    for (kk, s) in share.iter().enumerate() {
+        if s.iter().all(|&v| v < 0.5) {
+            continue;
+        }
+        let runs = runs(s, 0.5);
+        for w in 0..runs.len().saturating_sub(3) {
+            let r = &runs[w..w + 4];
+            if let Some(dot) = morse_ai(r) {
+                // Quiet at this frequency for two dots before and after.
+                let margin = (2.0 * dot) as usize;
+                let clear_before = w == 0 || runs[w - 1].1 + margin <= r[0].0;
+                let clear_after = w + 4 >= runs.len() || runs[w + 4].0 >= r[3].1 + margin;
+                if !(clear_before && clear_after) {
+                    continue;
+                }
+                let start = (r[0].0 * hop + n / 2) as f64 / sample_rate as f64;
+                let end = (r[3].1 * hop + n / 2) as f64 / sample_rate as f64;
+                // One tone lights neighbouring bins: keep the first of overlapping finds.
+                if found.iter().any(|f| f.start_seconds < end && start < f.end_seconds) {
+                    continue;
+                }
+                found.push(RhythmFound {
+                    start_seconds: start,
+                    end_seconds: end,
+                    frequency_hz: (lo + kk) as f32 * bin_hz,
+                    dot_ms: (dot * 1000.0 / TRACK_RATE) as f32,
+                });
+            }
+        }
+    }
+    found.sort_by(|a, b| a.start_seconds.total_cmp(&b.start_seconds));
+    found
+}
+
+/// Runs of `v > thr` as (first, one past last) frame.
+fn runs(v: &[f32], thr: f32) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, &x) in v.iter().enumerate() {
+        match (x > thr, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                out.push((s, i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        out.push((s, v.len()));
+    }
+    out
+}
+
+/// Four runs that read `.- ..`: returns the dot length in frames.
+fn morse_ai(r: &[(usize, usize)]) -> Option<f64> {
+    let len = |i: usize| (r[i].1 - r[i].0) as f64;
+    let gap = |i: usize| (r[i + 1].0 - r[i].1) as f64;
+    // The whole pattern spans 11 dots; that fixes the dot without trusting one run.
+    let dot = (r[3].1 - r[0].0) as f64 / PATTERN_DOTS as f64;
+    // 40 ms to 400 ms dots.
+    if !(8.0..=80.0).contains(&dot) {
+        return None;
+    }
+    let ok = |got: f64, dots: f64| (got - dots * dot).abs() <= 0.35 * dot + 2.0;
+    (ok(len(0), 1.0) && ok(gap(0), 1.0) && ok(len(1), 3.0) && ok(gap(1), 3.0)
+        && ok(len(2), 1.0)
+        && ok(gap(2), 1.0)
+        && ok(len(3), 1.0))
+    .then_some(dot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inserted_tone_is_found_where_it_was_put() {
+        let sr = 44100;
+        let mut pcm = Pcm {
+            sample_rate: sr,
+            channels: vec![vec![0.0; sr as usize * 3]; 2],
+        };
+        let style = RhythmStyle::default();
+        let at = apply(&mut pcm, &style);
+        let found = detect(&pcm.mono(), sr);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!((found[0].start_seconds - at).abs() < 0.03, "{found:?} vs {at}");
+        assert!((found[0].frequency_hz - 800.0).abs() < 30.0);
+        assert!((found[0].dot_ms - 120.0).abs() < 10.0);
+    }
+
+    #[test]
+    fn other_rhythms_are_not_found() {
+        let sr = 44100;
+        for dots in [[1u32, 1, 1, 1], [3, 3, 1, 1], [1, 3, 3, 1]] {
+            let mut x = vec![0f32; sr as usize];
+            let dot = (0.12 * sr as f64) as usize;
+            for d in dots {
+                x.extend((0..d as usize * dot).map(|i| 0.3 * (i as f32 * 0.114).sin()));
+                x.extend(std::iter::repeat_n(0.0, dot));
+            }
+            x.extend(vec![0.0; sr as usize]);
+            assert!(detect(&x, sr).is_empty(), "{dots:?}");
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! FFmpeg (through ffmpeg-next, on the system's libav* libraries): what an audio file holds,
+//! decoding what symphonia cannot (Opus), and encoding marked samples back into the input's
+//! container, codec, sample rate, channels, sample format and bitrate class, with the input's
+//! tags.
+
+use crate::Pcm;
+use ffmpeg_next as ff;
+use std::path::Path;
+use std::sync::Once;
+
+fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = ff::init();
+        ff::util::log::set_level(ff::util::log::Level::Error);
+    });
+}
+
+/// What the input holds, as FFmpeg reads it: enough to write the same kind of file back.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// FFmpeg's demuxer name (`"mp3"`, `"mov,mp4,m4a,3gp,3g2,mj2"`, `"ogg"`, ...).
+    pub demuxer: String,
+    pub codec: ff::codec::Id,
+    pub sample_format: ff::format::Sample,
+    pub sample_rate: u32,
+    pub channels: u16,
+    /// Bits per second of the audio stream (0 when the file does not say).
+    pub bit_rate: usize,
+    /// The file has a video stream (cover art does not count).
+    pub has_video: bool,
+    /// Container-level and stream-level tags, the AIGC label left out.
+    pub container_tags: Vec<(String, String)>,
+    pub stream_tags: Vec<(String, String)>,
+}
+
+fn tags(d: ff::DictionaryRef) -> Vec<(String, String)> {
+    d.iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("AIGC") && !k.eq_ignore_ascii_case("encoder"))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Reads the container's description of its first audio stream.
+pub fn probe(path: &Path) -> Result<Source, String> {
+    init();
+    let ictx = ff::format::input(path).map_err(|e| format!("FFmpeg cannot open it: {e}"))?;
+    let stream = ictx
+        .streams()
+        .best(ff::media::Type::Audio)
+        .ok_or("no audio stream")?;
+    let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
+        .map_err(|e| e.to_string())?;
+    let dec = ctx.decoder().audio().map_err(|e| e.to_string())?;
+    let bit_rate = match dec.bit_rate() {
+        0 => ictx.bit_rate().max(0) as usize,
+        b => b,
+    };
+    Ok(Source {
+        demuxer: ictx.format().name().to_string(),
+        codec: dec.id(),
+        sample_format: dec.format(),
+        sample_rate: dec.rate(),
+        channels: dec.channels(),
+        bit_rate,
+        has_video: ictx.streams().any(|s| {
+            s.parameters().medium() == ff::media::Type::Video
+                && !s.disposition().contains(ff::format::stream::Disposition::ATTACHED_PIC)
+        }),
+        container_tags: tags(ictx.metadata()),
+        stream_tags: tags(stream.metadata()),
+    })
+}
+
+/// Decodes the first audio stream with FFmpeg's decoder (used for Opus).
+pub fn decode(path: &Path) -> Result<Pcm, String> {
+    init();
+    let mut ictx = ff::format::input(path).map_err(|e| format!("FFmpeg cannot open it: {e}"))?;
+    let stream = ictx
+        .streams()
+        .best(ff::media::Type::Audio)
+        .ok_or("no audio stream")?;
+    let index = stream.index();
+    let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
+        .map_err(|e| e.to_string())?;
+    let mut dec = ctx.decoder().audio().map_err(|e| format!("cannot decode the audio: {e}"))?;
+    let mut pcm = Pcm {
+        sample_rate: dec.rate(),
+        channels: vec![Vec::new(); dec.channels().max(1) as usize],
+    };
+    let mut frame = ff::frame::Audio::empty();
+    let mut take = |dec: &mut ff::decoder::Audio, pcm: &mut Pcm| -> Result<(), String> {
+        while dec.receive_frame(&mut frame).is_ok() {
+            append(&frame, pcm)?;
+        }
+        Ok(())
+    };
+    for (s, packet) in ictx.packets() {
+        if s.index() != index {
+            continue;
+        }
+        // A damaged packet in a lossy stream is skipped, as players do.
+        if dec.send_packet(&packet).is_ok() {
+            take(&mut dec, &mut pcm)?;
+        }
+    }
+    let _ = dec.send_eof();
+    take(&mut dec, &mut pcm)?;
+    if pcm.is_empty() {
+        return Err("the audio stream holds no samples".into());
+    }
+    Ok(pcm)
+}
+
+fn append(frame: &ff::frame::Audio, pcm: &mut Pcm) -> Result<(), String> {
+    use ff::format::Sample;
+    let n = frame.samples();
+    let nch = pcm.channels.len();
+    if frame.channels() as usize != nch {
+        return Err("the channel count changes mid-stream".into());
+    }
+    let planar = frame.is_planar();
+    let (size, read): (usize, fn(&[u8]) -> f32) = match frame.format() {
+        Sample::F32(_) => (4, |b| f32::from_le_bytes(b.try_into().expect("4 bytes"))),
+        Sample::F64(_) => (8, |b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32),
+        Sample::I16(_) => (2, |b| i16::from_le_bytes(b.try_into().expect("2 bytes")) as f32 / 32768.0),
+        Sample::I32(_) => (4, |b| {
+            i32::from_le_bytes(b.try_into().expect("4 bytes")) as f32 / 2_147_483_648.0
+        }),
+        Sample::U8(_) => (1, |b| (b[0] as f32 - 128.0) / 128.0),
+        other => return Err(format!("unsupported decoded sample format {other:?}")),
+    };
+    for (c, out) in pcm.channels.iter_mut().enumerate() {
+        // ffmpeg-next gives a planar frame's second and later planes only through `plane`
+        // (their `data` is sized by a line size FFmpeg sets for the first plane alone).
+        if planar {
+            match frame.format() {
+                Sample::F32(_) => out.extend_from_slice(&frame.plane::<f32>(c)[..n]),
+                Sample::F64(_) => out.extend(frame.plane::<f64>(c)[..n].iter().map(|&v| v as f32)),
+                Sample::I16(_) => out.extend(frame.plane::<i16>(c)[..n].iter().map(|&v| v as f32 / 32768.0)),
+                Sample::I32(_) => out.extend(frame.plane::<i32>(c)[..n].iter().map(|&v| v as f32 / 2_147_483_648.0)),
+                Sample::U8(_) => out.extend(frame.plane::<u8>(c)[..n].iter().map(|&v| (v as f32 - 128.0) / 128.0)),
+                _ => unreachable!("checked above"),
+            }
+        } else {
+            let data = frame.data(0);
+            for i in 0..n {
+                let at = (i * nch + c) * size;
+                out.push(read(&data[at..at + size]));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The encoder and muxer that write the same kind of file as `src`.
+fn choose(src: &Source) -> Result<(&'static str, &'static str), String> {
+    use ff::codec::Id;
+    let muxer = match src.demuxer.as_str() {
+        "mp3" => "mp3",
+        "wav" => "wav",
+        "flac" => "flac",
+        "ogg" => "ogg",
+        d if d.starts_with("mov,mp4") => "ipod",
+        d => return Err(format!("cannot write audio back into a {d} container")),
+    };
+    let encoder = match src.codec {
+        Id::MP3 => "libmp3lame",
+        Id::AAC => "aac",
+        Id::VORBIS => "libvorbis",
+        Id::OPUS => "libopus",
+        Id::FLAC => "flac",
+        Id::ALAC => "alac",
+        Id::PCM_S16LE => "pcm_s16le",
+        Id::PCM_S24LE => "pcm_s24le",
+        Id::PCM_S32LE => "pcm_s32le",
+        Id::PCM_F32LE => "pcm_f32le",
+        Id::PCM_F64LE => "pcm_f64le",
+        Id::PCM_U8 => "pcm_u8",
+        other => return Err(format!("no encoder to write {other:?} audio back")),
+    };
+    Ok((encoder, muxer))
+}
+
+/// Bitrate for a lossy encoder: the input's, else a common default for the codec.
+fn bit_rate(src: &Source) -> usize {
+    use ff::codec::Id;
+    match (src.bit_rate, src.codec) {
+        (b, _) if b >= 8000 => b,
+        (_, Id::OPUS) => 64_000,
+        _ => 128_000 * src.channels.max(1) as usize / 2,
+    }
+}
+
+/// The encoder's sample format closest to the input's: the same when it takes it, else the
+/// first of float, 32-bit and 16-bit that it takes.
+fn sample_format(codec: &ff::codec::Audio, src: &Source) -> Result<ff::format::Sample, String> {
+    let formats: Vec<ff::format::Sample> = codec
+        .formats()
+        .map(|f| f.collect())
+        .unwrap_or_default();
+    if formats.is_empty() || formats.contains(&src.sample_format) {
+        return Ok(src.sample_format);
+    }
+    use ff::format::sample::Type::{Packed, Planar};
+    use ff::format::Sample;
+    let want = [
+        Sample::F32(Planar),
+        Sample::F32(Packed),
+        Sample::I32(Planar),
+        Sample::I32(Packed),
+        Sample::I16(Planar),
+        Sample::I16(Packed),
+    ];
+    want.into_iter()
+        .find(|f| formats.contains(f))
+        .or_else(|| formats.first().copied())
+        .ok_or_else(|| "the encoder takes no sample format".to_string())
+}
+
+/// Encodes `pcm` into `out` as the same kind of file as `src` (container, codec, rate,
+/// channels, bitrate, tags). Samples must already lie in [-1, 1].
+pub fn encode(pcm: &Pcm, src: &Source, out: &Path) -> Result<String, String> {
+    init();
+    let (encoder_name, muxer) = choose(src)?;
+    let codec = ff::encoder::find_by_name(encoder_name)
+        .ok_or_else(|| format!("this FFmpeg has no {encoder_name} encoder"))?;
+    let audio = codec.audio().map_err(|e| e.to_string())?;
+    let format = sample_format(&audio, src)?;
+    let mut octx = ff::format::output_as(out, muxer).map_err(|e| format!("cannot create the output: {e}"))?;
+    let global_header = octx.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
+    let mut ost = octx.add_stream(codec).map_err(|e| e.to_string())?;
+    let nch = pcm.channels.len() as i32;
+    let layout = ff::ChannelLayout::default(nch);
+    let mut enc = ff::codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .audio()
+        .map_err(|e| e.to_string())?;
+    enc.set_rate(pcm.sample_rate as i32);
+    enc.set_channel_layout(layout);
+    enc.set_channels(nch);
+    enc.set_format(format);
+    enc.set_time_base((1, pcm.sample_rate as i32));
+    let lossy = !encoder_name.starts_with("pcm_") && encoder_name != "flac" && encoder_name != "alac";
+    if lossy {
+        enc.set_bit_rate(bit_rate(src));
+    }
+    if global_header {
+        enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+    }
+    let mut enc = enc
+        .open_as(codec)
+        .map_err(|e| format!("cannot open the {encoder_name} encoder: {e}"))?;
+    ost.set_parameters(&enc);
+    ost.set_time_base((1, pcm.sample_rate as i32));
+    let mut stream_tags = ff::Dictionary::new();
+    for (k, v) in &src.stream_tags {
+        stream_tags.set(k, v);
+    }
+    ost.set_metadata(stream_tags);
+    let mut container_tags = ff::Dictionary::new();
+    for (k, v) in &src.container_tags {
+        container_tags.set(k, v);
+    }
+    octx.set_metadata(container_tags);
+    octx.write_header().map_err(|e| format!("cannot write the header: {e}"))?;
+    let ost_tb = octx.stream(0).expect("one stream").time_base();
+    let frame_size = match enc.frame_size() {
+        0 => 4096,
+        n => n as usize,
+    };
+    let mut packet = ff::Packet::empty();
+    let mut drain = |enc: &mut ff::encoder::Audio, octx: &mut ff::format::context::Output| -> Result<(), String> {
+        while enc.receive_packet(&mut packet).is_ok() {
+            // The FLAC encoder ends with an empty packet carrying updated STREAMINFO as side
+            // data, which this muxer path refuses; the header written first stays valid.
+            if packet.size() == 0 {
+                continue;
+            }
+            packet.set_stream(0);
+            packet.rescale_ts((1, pcm.sample_rate as i32), ost_tb);
+            packet
+                .write_interleaved(octx)
+                .map_err(|e| format!("cannot write a packet: {e}"))?;
+        }
+        Ok(())
+    };
+    let mut pos = 0;
+    while pos < pcm.len() {
+        let n = frame_size.min(pcm.len() - pos);
+        let mut frame = ff::frame::Audio::new(format, n, layout);
+        frame.set_rate(pcm.sample_rate);
+        frame.set_pts(Some(pos as i64));
+        fill(&mut frame, pcm, pos, n);
+        enc.send_frame(&frame).map_err(|e| format!("the encoder refused a frame: {e}"))?;
+        drain(&mut enc, &mut octx)?;
+        pos += n;
+    }
+    enc.send_eof().map_err(|e| e.to_string())?;
+    drain(&mut enc, &mut octx)?;
+    octx.write_trailer().map_err(|e| format!("cannot finish the file: {e}"))?;
+    Ok(encoder_name.to_string())
+}
+
+fn fill(frame: &mut ff::frame::Audio, pcm: &Pcm, pos: usize, n: usize) {
+    use ff::format::Sample;
+    let planar = frame.is_planar();
+    let nch = pcm.channels.len();
+    let format = frame.format();
+    let write = |dst: &mut [u8], v: f32| {
+        let v = v.clamp(-1.0, 1.0);
+        match format {
+            Sample::F32(_) => dst.copy_from_slice(&v.to_le_bytes()),
+            Sample::F64(_) => dst.copy_from_slice(&(v as f64).to_le_bytes()),
+            Sample::I16(_) => dst.copy_from_slice(&((v * 32767.0).round() as i16).to_le_bytes()),
+            Sample::I32(_) => {
+                dst.copy_from_slice(&((v as f64 * 2_147_483_647.0).round() as i32).to_le_bytes())
+            }
+            Sample::U8(_) => dst[0] = (v * 127.0 + 128.0).round() as u8,
+            _ => {}
+        }
+    };
+    let size = format.bytes();
+    for c in 0..nch {
+        let src = &pcm.channels[c][pos..pos + n];
+        if planar {
+            // See `append`: later planes are reachable only through `plane_mut`.
+            match format {
+                Sample::F32(_) => frame.plane_mut::<f32>(c)[..n].copy_from_slice(src),
+                Sample::F64(_) => {
+                    for (d, &v) in frame.plane_mut::<f64>(c).iter_mut().zip(src) {
+                        *d = v.clamp(-1.0, 1.0) as f64;
+                    }
+                }
+                Sample::I16(_) => {
+                    for (d, &v) in frame.plane_mut::<i16>(c).iter_mut().zip(src) {
+                        *d = (v.clamp(-1.0, 1.0) * 32767.0).round() as i16;
+                    }
+                }
+                Sample::I32(_) => {
+                    for (d, &v) in frame.plane_mut::<i32>(c).iter_mut().zip(src) {
+                        *d = (v.clamp(-1.0, 1.0) as f64 * 2_147_483_647.0).round() as i32;
+                    }
+                }
+                Sample::U8(_) => {
+                    for (d, &v) in frame.plane_mut::<u8>(c).iter_mut().zip(src) {
+                        *d = (v.clamp(-1.0, 1.0) * 127.0 + 128.0).round() as u8;
+                    }
+                }
+                _ => {}
+            }
+        } else {
+            let plane = frame.data_mut(0);
+            for (i, &v) in src.iter().enumerate() {
+                let at = (i * nch + c) * size;
+                write(&mut plane[at..at + size], v);
+            }
+        }
+    }
+}
