@@ -34,7 +34,7 @@ for ((i = 0; i < files; i++)); do
   cp "$s" "$src/$(printf %05d "$i")-$(basename "$s")"
 done
 cat "$src"/* > /dev/null
-ours=$(t "$bin" mark -r "$src" --out-dir "$work/small-ours" --producer "$producer")
+ours=$(t "$bin" mark --no-watermark --no-rhythm -r "$src" --out-dir "$work/small-ours" --producer "$producer")
 ff=$(t ffmeta "$src" "$work/small-ff")
 cpt=$(t cp -r "$src" "$work/small-cp")
 "$bin" verify -r --require "$work/small-ours" >/dev/null 2>&1 || { echo "outputs do not verify" >&2; exit 1; }
@@ -67,7 +67,7 @@ for f in large.mp4 large.wav; do
   in=$big/$f
   sz=$(du -h "$in" | cut -f1)
   cat "$in" > /dev/null
-  o=$(t /usr/bin/time -v -o "$work/ours.time" "$bin" mark "$in" -o "$big/out-$f" --producer "$producer")
+  o=$(t /usr/bin/time -v -o "$work/ours.time" "$bin" mark --no-watermark --no-rhythm "$in" -o "$big/out-$f" --producer "$producer")
   printf '%-10s %8s %-26s %9.2f %12s\n' "$f" "$sz" "aigc-label mark" "$o" "$(rss "$work/ours.time")"
   "$bin" verify --require "$big/out-$f" >/dev/null
   rm -f "$big/out-$f"

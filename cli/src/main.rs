@@ -6,9 +6,9 @@ mod batch;
 mod config;
 
 use ab_glyph::FontArc;
+use aigc_audio::pipeline::{SoundLayers, SoundReport};
 use aigc_core::{assess, new_content_id, validate, Label, LabelValue, Mode, Verdict};
 use aigc_core::{Finding, FindingCode};
-use aigc_audio::pipeline::{SoundLayers, SoundReport};
 use aigc_image::pipeline::{inspect_file, mark_file, PixelLayers, PixelReport};
 use aigc_image::{missing_glyphs, LabelStyle};
 use aigc_meta::{scan_file, write_file, ErrorKind, MetaError, WriteOptions};
@@ -128,7 +128,10 @@ fn write_one(
                 text.push_str(&format!(", rhythm label at {at:.2} s"));
             }
             if let Some((payload, e)) = &r.watermark {
-                text.push_str(&format!(", watermark {payload:016x} at {:.1} dB SNR", e.snr_db));
+                text.push_str(&format!(
+                    ", watermark {payload:016x} at {:.1} dB SNR",
+                    e.snr_db
+                ));
             }
             if r.limiter_db > 0.0 {
                 text.push_str(&format!(", peaks limited by {:.1} dB", r.limiter_db));
@@ -238,13 +241,22 @@ fn rhythm_style(r: &args::RhythmArgs) -> Result<Option<aigc_audio::rhythm::Rhyth
         return Ok(None);
     }
     if !(300.0..=3000.0).contains(&r.rhythm_freq) {
-        return Err(format!("--rhythm-freq {} is outside 300-3000 Hz", r.rhythm_freq));
+        return Err(format!(
+            "--rhythm-freq {} is outside 300-3000 Hz",
+            r.rhythm_freq
+        ));
     }
     if !(50.0..=300.0).contains(&r.rhythm_dot_ms) {
-        return Err(format!("--rhythm-dot-ms {} is outside 50-300 ms", r.rhythm_dot_ms));
+        return Err(format!(
+            "--rhythm-dot-ms {} is outside 50-300 ms",
+            r.rhythm_dot_ms
+        ));
     }
     if !(-40.0..=-1.0).contains(&r.rhythm_level) {
-        return Err(format!("--rhythm-level {} is outside -40 to -1 dBFS", r.rhythm_level));
+        return Err(format!(
+            "--rhythm-level {} is outside -40 to -1 dBFS",
+            r.rhythm_level
+        ));
     }
     Ok(Some(aigc_audio::rhythm::RhythmStyle {
         frequency_hz: r.rhythm_freq,
@@ -388,7 +400,9 @@ fn verify(a: VerifyArgs, cfg: &config::Config) -> Result<batch::Summary, String>
             let mut verdict = assess(&fs.scan.copies, &fs.scan.problems, mode);
             match aigc_audio::pipeline::inspect_file(&job.input, fs.format, key.as_ref()) {
                 Ok(None) => {}
-                Ok(Some(sound)) => return verify_sound(job, &fs, verdict, &sound, key.is_some(), require),
+                Ok(Some(sound)) => {
+                    return verify_sound(job, &fs, verdict, &sound, key.is_some(), require)
+                }
                 Err(e) => {
                     let sound = aigc_audio::pipeline::SoundInspection::default();
                     let mut o = verify_sound(job, &fs, verdict, &sound, key.is_some(), require);

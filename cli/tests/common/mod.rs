@@ -48,6 +48,7 @@ pub fn mark(input: &Path, output: &Path, produce_id: &str) -> Output {
         "mark",
         "--no-visible",
         "--no-watermark",
+        "--no-rhythm",
         input.to_str().unwrap(),
         "-o",
         output.to_str().unwrap(),

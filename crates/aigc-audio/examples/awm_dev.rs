@@ -5,13 +5,24 @@ use std::time::Instant;
 
 fn main() {
     let key = aigc_dsp::public_key();
-    let snr: f32 = std::env::var("SNR").ok().and_then(|v| v.parse().ok()).unwrap_or(watermark::TARGET_SNR_DB);
+    let snr: f32 = std::env::var("SNR")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(watermark::TARGET_SNR_DB);
     for f in std::env::args().skip(1) {
         let p = std::path::Path::new(&f);
-        let mut a = pcm::decode_symphonia(p).expect("decode").expect("symphonia codec");
+        let mut a = pcm::decode_symphonia(p)
+            .expect("decode")
+            .expect("symphonia codec");
         let secs = a.seconds();
         let t = Instant::now();
-        let e = watermark::embed_at(&mut a.channels, a.sample_rate, &key, 0x1234_5678_9abc_def0, snr);
+        let e = watermark::embed_at(
+            &mut a.channels,
+            a.sample_rate,
+            &key,
+            0x1234_5678_9abc_def0,
+            snr,
+        );
         let te = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let d = watermark::detect(&a.slices(), a.sample_rate, &key);

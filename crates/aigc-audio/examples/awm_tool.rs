@@ -87,7 +87,10 @@ fn main() {
                         *b = r.next_u64() as u8;
                     }
                     trials += 1;
-                    if watermark::detect_mono(&mono, a.sample_rate, &key).found.is_some() {
+                    if watermark::detect_mono(&mono, a.sample_rate, &key)
+                        .found
+                        .is_some()
+                    {
                         hits += 1;
                         println!("false detection: {f} key {i}");
                     }

@@ -56,7 +56,12 @@ pub fn decode_symphonia(path: &Path) -> Result<Option<Pcm>, String> {
         hint.with_extension(ext);
     }
     let probed = symphonia::default::get_probe()
-        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+        .format(
+            &hint,
+            mss,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
         .map_err(|e| format!("cannot read the audio container: {e}"))?;
     let mut format = probed.format;
     let track = format
@@ -68,7 +73,9 @@ pub fn decode_symphonia(path: &Path) -> Result<Option<Pcm>, String> {
     if track.codec_params.codec == CODEC_TYPE_OPUS {
         return Ok(None);
     }
-    let mut decoder = match symphonia::default::get_codecs().make(&track.codec_params, &DecoderOptions::default()) {
+    let mut decoder = match symphonia::default::get_codecs()
+        .make(&track.codec_params, &DecoderOptions::default())
+    {
         Ok(d) => d,
         Err(SymError::Unsupported(_)) => return Ok(None),
         Err(e) => return Err(format!("cannot decode the audio: {e}")),

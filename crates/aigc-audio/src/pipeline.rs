@@ -66,6 +66,10 @@ pub fn mark_file(
     opts: &WriteOptions,
     layers: &SoundLayers,
 ) -> Result<Option<SoundReport>, MetaError> {
+    if layers.rhythm.is_none() && layers.watermark.is_none() {
+        // Nothing to add to the sound: the metadata path keeps every byte of it.
+        return Ok(None);
+    }
     let (_, handler) = aigc_meta::open_input(input)?;
     let format = handler.format();
     if !is_audio_format(format) {
@@ -98,12 +102,32 @@ pub fn mark_file(
     let tmp = tempfile::Builder::new()
         .prefix(".aigc-label-enc-")
         .tempfile_in(dir)
-        .map_err(|e| fail(format!("cannot create a temporary file in {}: {e}", dir.display())))?;
+        .map_err(|e| {
+            fail(format!(
+                "cannot create a temporary file in {}: {e}",
+                dir.display()
+            ))
+        })?;
     report.codec = transcode::encode(&audio, &src, tmp.path()).map_err(fail)?;
-    let encoded = std::fs::read(tmp.path())?;
+    let mut encoded = std::fs::read(tmp.path())?;
     drop(tmp);
+    if format == Format::Flac {
+        set_flac_total_samples(&mut encoded, audio.len() as u64);
+    }
     write_encoded(&encoded, format, input, output, label, opts)?;
     Ok(Some(report))
+}
+
+/// Writes the sample count into a FLAC file's STREAMINFO (the muxer leaves it 0, "unknown",
+/// when the encoder's closing update is not passed on), so players show the duration.
+fn set_flac_total_samples(flac: &mut [u8], total: u64) {
+    // "fLaC", the block header, then STREAMINFO: 10 bytes of block and frame sizes, 20 bits
+    // of rate, 3 of channels, 5 of depth, and 36 bits of total samples from bit 4 of byte 21.
+    if flac.len() < 26 || &flac[..4] != b"fLaC" || flac[4] & 0x7f != 0 || total >= 1 << 36 {
+        return;
+    }
+    flac[21] = (flac[21] & 0xf0) | ((total >> 32) as u8 & 0x0f);
+    flac[22..26].copy_from_slice(&(total as u32).to_be_bytes());
 }
 
 /// Lowers the gain smoothly where a peak would pass full scale: a look-ahead limiter with
@@ -122,12 +146,17 @@ pub fn limit(pcm: &mut Pcm) -> f32 {
     let release = (sr / 20).max(1);
     // The gain each sample needs, spread back over the attack (a running minimum), then
     // released exponentially: never above what any sample in reach needs.
-    let need: Vec<f32> = peak.iter().map(|&p| if p > CEILING { CEILING / p } else { 1.0 }).collect();
+    let need: Vec<f32> = peak
+        .iter()
+        .map(|&p| if p > CEILING { CEILING / p } else { 1.0 })
+        .collect();
     let mut gain = vec![1f32; n];
     let mut next_need = 1.0f32;
     for i in (0..n).rev() {
         // Backwards: reach `attack` samples ahead, linearly.
-        next_need = (next_need + (1.0 - next_need) / attack as f32).min(1.0).min(need[i]);
+        next_need = (next_need + (1.0 - next_need) / attack as f32)
+            .min(1.0)
+            .min(need[i]);
         gain[i] = next_need;
     }
     // Forwards: recover towards unity over the release time, never above what is needed.
@@ -161,7 +190,11 @@ pub struct SoundInspection {
 
 /// Decodes `path` and looks for the watermark (when `key` is given) and the rhythm label.
 /// `Ok(None)`: not an audio-only file of a format this pipeline reads.
-pub fn inspect_file(path: &Path, format: Format, key: Option<&Key>) -> Result<Option<SoundInspection>, String> {
+pub fn inspect_file(
+    path: &Path,
+    format: Format,
+    key: Option<&Key>,
+) -> Result<Option<SoundInspection>, String> {
     if !is_audio_format(format) {
         return Ok(None);
     }

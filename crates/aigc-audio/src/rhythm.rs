@@ -155,7 +155,8 @@ pub fn detect(mono: &[f32], sample_rate: u32) -> Vec<RhythmFound> {
         for i in 0..n {
             buf[i] = mono[t * hop + i] * window[i];
         }
-        fft.process(&mut buf, &mut spec).expect("sizes from the plan");
+        fft.process(&mut buf, &mut spec)
+            .expect("sizes from the plan");
         for (d, s) in e.iter_mut().zip(&spec) {
             *d = s.norm_sqr();
         }
@@ -165,12 +166,33 @@ pub fn detect(mono: &[f32], sample_rate: u32) -> Vec<RhythmFound> {
             share[k - lo][t] = (e[k - 1] + e[k] + e[k + 1]) / total;
         }
     }
+    // A frame counts as "on" only when it is loud enough to be heard (40 dB under the loudest
+    // frame at most): in the silence between tones a codec's faint noise can sit anywhere.
+    let loudest = level.iter().copied().fold(0.0, f32::max);
+    let audible: Vec<bool> = level.iter().map(|&l| l > loudest * 1e-4).collect();
     let mut found: Vec<RhythmFound> = Vec::new();
     for (kk, s) in share.iter().enumerate() {
         if s.iter().all(|&v| v < 0.5) {
             continue;
         }
-        let runs = runs(s, 0.5);
+        let on: Vec<f32> = s
+            .iter()
+            .zip(&audible)
+            .map(|(&v, &a)| if a && v > 0.5 { 1.0 } else { 0.0 })
+            .collect();
+        // A one-frame dropout or blip is codec noise, not rhythm: median of three.
+        let on: Vec<f32> = (0..on.len())
+            .map(|t| {
+                let a = on[t.saturating_sub(1)];
+                let c = on[(t + 1).min(on.len() - 1)];
+                if a + on[t] + c >= 2.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let runs = runs(&on, 0.5);
         for w in 0..runs.len().saturating_sub(3) {
             let r = &runs[w..w + 4];
             if let Some(dot) = morse_ai(r) {
@@ -184,7 +206,10 @@ pub fn detect(mono: &[f32], sample_rate: u32) -> Vec<RhythmFound> {
                 let start = (r[0].0 * hop + n / 2) as f64 / sample_rate as f64;
                 let end = (r[3].1 * hop + n / 2) as f64 / sample_rate as f64;
                 // One tone lights neighbouring bins: keep the first of overlapping finds.
-                if found.iter().any(|f| f.start_seconds < end && start < f.end_seconds) {
+                if found
+                    .iter()
+                    .any(|f| f.start_seconds < end && start < f.end_seconds)
+                {
                     continue;
                 }
                 found.push(RhythmFound {
@@ -231,7 +256,10 @@ fn morse_ai(r: &[(usize, usize)]) -> Option<f64> {
         return None;
     }
     let ok = |got: f64, dots: f64| (got - dots * dot).abs() <= 0.35 * dot + 2.0;
-    (ok(len(0), 1.0) && ok(gap(0), 1.0) && ok(len(1), 3.0) && ok(gap(1), 3.0)
+    (ok(len(0), 1.0)
+        && ok(gap(0), 1.0)
+        && ok(len(1), 3.0)
+        && ok(gap(1), 3.0)
         && ok(len(2), 1.0)
         && ok(gap(2), 1.0)
         && ok(len(3), 1.0))
@@ -253,7 +281,10 @@ mod tests {
         let at = apply(&mut pcm, &style);
         let found = detect(&pcm.mono(), sr);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!((found[0].start_seconds - at).abs() < 0.03, "{found:?} vs {at}");
+        assert!(
+            (found[0].start_seconds - at).abs() < 0.03,
+            "{found:?} vs {at}"
+        );
         assert!((found[0].frequency_hz - 800.0).abs() < 30.0);
         assert!((found[0].dot_ms - 120.0).abs() < 10.0);
     }

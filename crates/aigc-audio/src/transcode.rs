@@ -65,7 +65,9 @@ pub fn probe(path: &Path) -> Result<Source, String> {
         bit_rate,
         has_video: ictx.streams().any(|s| {
             s.parameters().medium() == ff::media::Type::Video
-                && !s.disposition().contains(ff::format::stream::Disposition::ATTACHED_PIC)
+                && !s
+                    .disposition()
+                    .contains(ff::format::stream::Disposition::ATTACHED_PIC)
         }),
         container_tags: tags(ictx.metadata()),
         stream_tags: tags(stream.metadata()),
@@ -83,7 +85,10 @@ pub fn decode(path: &Path) -> Result<Pcm, String> {
     let index = stream.index();
     let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
         .map_err(|e| e.to_string())?;
-    let mut dec = ctx.decoder().audio().map_err(|e| format!("cannot decode the audio: {e}"))?;
+    let mut dec = ctx
+        .decoder()
+        .audio()
+        .map_err(|e| format!("cannot decode the audio: {e}"))?;
     let mut pcm = Pcm {
         sample_rate: dec.rate(),
         channels: vec![Vec::new(); dec.channels().max(1) as usize],
@@ -122,8 +127,12 @@ fn append(frame: &ff::frame::Audio, pcm: &mut Pcm) -> Result<(), String> {
     let planar = frame.is_planar();
     let (size, read): (usize, fn(&[u8]) -> f32) = match frame.format() {
         Sample::F32(_) => (4, |b| f32::from_le_bytes(b.try_into().expect("4 bytes"))),
-        Sample::F64(_) => (8, |b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32),
-        Sample::I16(_) => (2, |b| i16::from_le_bytes(b.try_into().expect("2 bytes")) as f32 / 32768.0),
+        Sample::F64(_) => (8, |b| {
+            f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32
+        }),
+        Sample::I16(_) => (2, |b| {
+            i16::from_le_bytes(b.try_into().expect("2 bytes")) as f32 / 32768.0
+        }),
         Sample::I32(_) => (4, |b| {
             i32::from_le_bytes(b.try_into().expect("4 bytes")) as f32 / 2_147_483_648.0
         }),
@@ -137,9 +146,21 @@ fn append(frame: &ff::frame::Audio, pcm: &mut Pcm) -> Result<(), String> {
             match frame.format() {
                 Sample::F32(_) => out.extend_from_slice(&frame.plane::<f32>(c)[..n]),
                 Sample::F64(_) => out.extend(frame.plane::<f64>(c)[..n].iter().map(|&v| v as f32)),
-                Sample::I16(_) => out.extend(frame.plane::<i16>(c)[..n].iter().map(|&v| v as f32 / 32768.0)),
-                Sample::I32(_) => out.extend(frame.plane::<i32>(c)[..n].iter().map(|&v| v as f32 / 2_147_483_648.0)),
-                Sample::U8(_) => out.extend(frame.plane::<u8>(c)[..n].iter().map(|&v| (v as f32 - 128.0) / 128.0)),
+                Sample::I16(_) => out.extend(
+                    frame.plane::<i16>(c)[..n]
+                        .iter()
+                        .map(|&v| v as f32 / 32768.0),
+                ),
+                Sample::I32(_) => out.extend(
+                    frame.plane::<i32>(c)[..n]
+                        .iter()
+                        .map(|&v| v as f32 / 2_147_483_648.0),
+                ),
+                Sample::U8(_) => out.extend(
+                    frame.plane::<u8>(c)[..n]
+                        .iter()
+                        .map(|&v| (v as f32 - 128.0) / 128.0),
+                ),
                 _ => unreachable!("checked above"),
             }
         } else {
@@ -195,10 +216,7 @@ fn bit_rate(src: &Source) -> usize {
 /// The encoder's sample format closest to the input's: the same when it takes it, else the
 /// first of float, 32-bit and 16-bit that it takes.
 fn sample_format(codec: &ff::codec::Audio, src: &Source) -> Result<ff::format::Sample, String> {
-    let formats: Vec<ff::format::Sample> = codec
-        .formats()
-        .map(|f| f.collect())
-        .unwrap_or_default();
+    let formats: Vec<ff::format::Sample> = codec.formats().map(|f| f.collect()).unwrap_or_default();
     if formats.is_empty() || formats.contains(&src.sample_format) {
         return Ok(src.sample_format);
     }
@@ -227,8 +245,12 @@ pub fn encode(pcm: &Pcm, src: &Source, out: &Path) -> Result<String, String> {
         .ok_or_else(|| format!("this FFmpeg has no {encoder_name} encoder"))?;
     let audio = codec.audio().map_err(|e| e.to_string())?;
     let format = sample_format(&audio, src)?;
-    let mut octx = ff::format::output_as(out, muxer).map_err(|e| format!("cannot create the output: {e}"))?;
-    let global_header = octx.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
+    let mut octx =
+        ff::format::output_as(out, muxer).map_err(|e| format!("cannot create the output: {e}"))?;
+    let global_header = octx
+        .format()
+        .flags()
+        .contains(ff::format::Flags::GLOBAL_HEADER);
     let mut ost = octx.add_stream(codec).map_err(|e| e.to_string())?;
     let nch = pcm.channels.len() as i32;
     let layout = ff::ChannelLayout::default(nch);
@@ -241,7 +263,8 @@ pub fn encode(pcm: &Pcm, src: &Source, out: &Path) -> Result<String, String> {
     enc.set_channels(nch);
     enc.set_format(format);
     enc.set_time_base((1, pcm.sample_rate as i32));
-    let lossy = !encoder_name.starts_with("pcm_") && encoder_name != "flac" && encoder_name != "alac";
+    let lossy =
+        !encoder_name.starts_with("pcm_") && encoder_name != "flac" && encoder_name != "alac";
     if lossy {
         enc.set_bit_rate(bit_rate(src));
     }
@@ -263,14 +286,17 @@ pub fn encode(pcm: &Pcm, src: &Source, out: &Path) -> Result<String, String> {
         container_tags.set(k, v);
     }
     octx.set_metadata(container_tags);
-    octx.write_header().map_err(|e| format!("cannot write the header: {e}"))?;
+    octx.write_header()
+        .map_err(|e| format!("cannot write the header: {e}"))?;
     let ost_tb = octx.stream(0).expect("one stream").time_base();
     let frame_size = match enc.frame_size() {
         0 => 4096,
         n => n as usize,
     };
     let mut packet = ff::Packet::empty();
-    let mut drain = |enc: &mut ff::encoder::Audio, octx: &mut ff::format::context::Output| -> Result<(), String> {
+    let mut drain = |enc: &mut ff::encoder::Audio,
+                     octx: &mut ff::format::context::Output|
+     -> Result<(), String> {
         while enc.receive_packet(&mut packet).is_ok() {
             // The FLAC encoder ends with an empty packet carrying updated STREAMINFO as side
             // data, which this muxer path refuses; the header written first stays valid.
@@ -292,13 +318,15 @@ pub fn encode(pcm: &Pcm, src: &Source, out: &Path) -> Result<String, String> {
         frame.set_rate(pcm.sample_rate);
         frame.set_pts(Some(pos as i64));
         fill(&mut frame, pcm, pos, n);
-        enc.send_frame(&frame).map_err(|e| format!("the encoder refused a frame: {e}"))?;
+        enc.send_frame(&frame)
+            .map_err(|e| format!("the encoder refused a frame: {e}"))?;
         drain(&mut enc, &mut octx)?;
         pos += n;
     }
     enc.send_eof().map_err(|e| e.to_string())?;
     drain(&mut enc, &mut octx)?;
-    octx.write_trailer().map_err(|e| format!("cannot finish the file: {e}"))?;
+    octx.write_trailer()
+        .map_err(|e| format!("cannot finish the file: {e}"))?;
     Ok(encoder_name.to_string())
 }
 

@@ -95,14 +95,25 @@ fn layout(key: &Key) -> Layout {
     let pilot_spectra = (0..NBINS)
         .map(|j| {
             let mut col: Vec<f32> = (0..PERIOD)
-                .map(|t| if bit[t * NBINS + j].is_none() { chip[t * NBINS + j] } else { 0.0 })
+                .map(|t| {
+                    if bit[t * NBINS + j].is_none() {
+                        chip[t * NBINS + j]
+                    } else {
+                        0.0
+                    }
+                })
                 .collect();
             let mut spec = fft.make_output_vec();
-            fft.process(&mut col, &mut spec).expect("sizes from the plan");
+            fft.process(&mut col, &mut spec)
+                .expect("sizes from the plan");
             spec
         })
         .collect();
-    Layout { chip, bit, pilot_spectra }
+    Layout {
+        chip,
+        bit,
+        pilot_spectra,
+    }
 }
 
 /// The sign each cell of the period takes for `payload`.
@@ -136,7 +147,12 @@ pub struct Embedded {
 /// Marks `channels` (planar, equal lengths) in place with `payload` under `key`. The same
 /// change goes into every channel, computed from their mean, so the stereo image is kept.
 /// Returns `None` when the audio is silent (nothing to modulate).
-pub fn embed(channels: &mut [Vec<f32>], sample_rate: u32, key: &Key, payload: u64) -> Option<Embedded> {
+pub fn embed(
+    channels: &mut [Vec<f32>],
+    sample_rate: u32,
+    key: &Key,
+    payload: u64,
+) -> Option<Embedded> {
     embed_at(channels, sample_rate, key, payload, TARGET_SNR_DB)
 }
 
@@ -158,8 +174,13 @@ pub fn embed_at(
         .map(|i| channels.iter().map(|c| c[i]).sum::<f32>() / channels.len() as f32)
         .collect();
     let change = modulation(&mid, h, &sign);
-    let host: f64 = channels.iter().flatten().map(|&v| (v as f64) * (v as f64)).sum();
-    let unit: f64 = change.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() * channels.len() as f64;
+    let host: f64 = channels
+        .iter()
+        .flatten()
+        .map(|&v| (v as f64) * (v as f64))
+        .sum();
+    let unit: f64 =
+        change.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() * channels.len() as f64;
     if host <= 0.0 || unit <= 0.0 {
         return None;
     }
@@ -171,7 +192,10 @@ pub fn embed_at(
         }
     }
     let snr_db = (10.0 * (host / (unit * (a as f64).powi(2))).log10()) as f32;
-    Some(Embedded { strength: a, snr_db })
+    Some(Embedded {
+        strength: a,
+        snr_db,
+    })
 }
 
 /// The change for unit strength: each frame's band bins times their cell's sign, through a
@@ -304,8 +328,16 @@ fn whiten(r: &mut [f32], hops: usize) {
     for t in 0..hops {
         for j in 0..NBINS {
             let v = src[t * NBINS + j];
-            let prev = if t > 0 { src[(t - 1) * NBINS + j] } else { src[(t + 1).min(hops - 1) * NBINS + j] };
-            let next = if t + 1 < hops { src[(t + 1) * NBINS + j] } else { prev };
+            let prev = if t > 0 {
+                src[(t - 1) * NBINS + j]
+            } else {
+                src[(t + 1).min(hops - 1) * NBINS + j]
+            };
+            let next = if t + 1 < hops {
+                src[(t + 1) * NBINS + j]
+            } else {
+                prev
+            };
             r[t * NBINS + j] = (v - 0.5 * (prev + next)).clamp(-1.5, 1.5);
         }
     }
@@ -337,7 +369,8 @@ fn sync_scores(folded: &[f32], l: &Layout) -> Vec<f32> {
         for t in 0..PERIOD {
             col[t] = folded[t * NBINS + j];
         }
-        fwd.process(&mut col, &mut spec).expect("sizes from the plan");
+        fwd.process(&mut col, &mut spec)
+            .expect("sizes from the plan");
         for ((a, p), f) in acc.iter_mut().zip(&l.pilot_spectra[j]).zip(&spec) {
             // sum_t pilot[t] * folded[t - p]  <=>  P(f) * conj(F(f))
             *a += p * f.conj();
@@ -348,7 +381,8 @@ fn sync_scores(folded: &[f32], l: &Layout) -> Vec<f32> {
     let last = acc.len() - 1;
     acc[last].im = 0.0;
     let mut scores = inv.make_output_vec();
-    inv.process(&mut acc, &mut scores).expect("sizes from the plan");
+    inv.process(&mut acc, &mut scores)
+        .expect("sizes from the plan");
     scores
 }
 
@@ -370,7 +404,9 @@ fn decode_at(folded: &[f32], l: &Layout, key: &Key, phase: usize) -> code::Decod
             }
         }
     }
-    let sd = (soft.iter().map(|v| v * v).sum::<f32>() / CODED_BITS as f32).sqrt().max(1e-12);
+    let sd = (soft.iter().map(|v| v * v).sum::<f32>() / CODED_BITS as f32)
+        .sqrt()
+        .max(1e-12);
     for v in &mut soft {
         *v /= sd;
     }
@@ -386,7 +422,12 @@ struct Candidate {
 }
 
 /// The best alignments of `mono` (already at the marked speed), by pilot z-score.
-fn candidates(mono: &[f32], h: usize, l: &Layout, fft: &Arc<dyn RealToComplex<f32>>) -> (Vec<Candidate>, Vec<Vec<f32>>) {
+fn candidates(
+    mono: &[f32],
+    h: usize,
+    l: &Layout,
+    fft: &Arc<dyn RealToComplex<f32>>,
+) -> (Vec<Candidate>, Vec<Vec<f32>>) {
     let mut all = Vec::new();
     let mut folds = Vec::new();
     for o in 0..SUB_OFFSETS {
@@ -395,7 +436,11 @@ fn candidates(mono: &[f32], h: usize, l: &Layout, fft: &Arc<dyn RealToComplex<f3
         let f = fold(&c);
         let z = zscores(&sync_scores(&f, l));
         for (phase, &z) in z.iter().enumerate() {
-            all.push(Candidate { offset: o, phase, z });
+            all.push(Candidate {
+                offset: o,
+                phase,
+                z,
+            });
         }
         folds.push(f);
     }
@@ -428,7 +473,11 @@ pub fn detect_mono(mono: &[f32], sample_rate: u32, key: &Key) -> Detection {
     let h = hop_len(sample_rate);
     let fft = RealFftPlanner::<f32>::new().plan_fft_forward(2 * h);
     let fp = MAX_ATTEMPTS as f64 * code::FP_PER_ATTEMPT;
-    let mut best = Detection { found: None, best_agreement: 0.0, best_payload: 0 };
+    let mut best = Detection {
+        found: None,
+        best_agreement: 0.0,
+        best_payload: 0,
+    };
     let consider = |d: code::Decoded, speed: f32, offset_samples: f64, best: &mut Detection| {
         if d.check_ok {
             best.found = Some(WatermarkFound {
@@ -493,7 +542,8 @@ pub fn detect_mono(mono: &[f32], sample_rate: u32, key: &Key) -> Detection {
     let (cands, folds) = candidates(&r, h, &l, &fft);
     for c in cands.iter().take(2) {
         let d = decode_at(&folds[c.offset], &l, key, c.phase);
-        let start = (mono.len() - fine.len()) / 2 + (period_start(c.offset * h / SUB_OFFSETS, c.phase, h) as f64 * fine_f) as usize;
+        let start = (mono.len() - fine.len()) / 2
+            + (period_start(c.offset * h / SUB_OFFSETS, c.phase, h) as f64 * fine_f) as usize;
         if consider(d, (1.0 / fine_f) as f32, start as f64, &mut best) {
             return best;
         }
@@ -544,7 +594,8 @@ mod tests {
                 let mut v = 0.02 * (rng.next_f32() - 0.5);
                 for f in notes {
                     for h in 1..12 {
-                        v += 0.03 / h as f32 * (2.0 * std::f32::consts::PI * f * h as f32 * t).sin();
+                        v +=
+                            0.03 / h as f32 * (2.0 * std::f32::consts::PI * f * h as f32 * t).sin();
                     }
                 }
                 v
@@ -558,7 +609,10 @@ mod tests {
         let x = noise_music(44100, 12.0, 1);
         let mut ch = vec![x.clone(), x];
         let e = embed(&mut ch, 44100, &key, 0x0123_4567_89ab_cdef).expect("not silent");
-        assert!((e.snr_db - TARGET_SNR_DB).abs() < 0.5 || e.strength == MAX_STRENGTH, "{e:?}");
+        assert!(
+            (e.snr_db - TARGET_SNR_DB).abs() < 0.5 || e.strength == MAX_STRENGTH,
+            "{e:?}"
+        );
         let d = detect(&[&ch[0], &ch[1]], 44100, &key);
         assert_eq!(d.found.map(|f| f.payload), Some(0x0123_4567_89ab_cdef));
         let d = detect(&[&ch[0], &ch[1]], 44100, &[8u8; 32]);

@@ -1,0 +1,319 @@
+//! `mark` and `verify` on audio: the rhythm label, the watermark and the metadata label, checked
+//! with ffprobe, exiftool and the ffmpeg CLI (which also makes the inputs and the attacks).
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn ffmpeg(args: &[&str]) {
+    let o = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg");
+    assert!(o.status.success(), "ffmpeg {args:?}: {}", stderr(&o));
+}
+
+/// 14 s of pink noise under a chord, 44.1 kHz stereo, tagged: a stand-in for music that the
+/// ffmpeg CLI makes, encoded with `codec_args` into `name`.
+fn source(dir: &Path, name: &str, codec_args: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        "anoisesrc=color=pink:amplitude=0.15:duration=14:seed=7",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=330:duration=14",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=495:duration=14",
+        "-filter_complex",
+        "[0][1][2]amix=inputs=3:normalize=0,aformat=channel_layouts=stereo,aresample=44100",
+        "-metadata",
+        "title=Night Song",
+        "-metadata",
+        "artist=Test Band",
+    ];
+    args.extend_from_slice(codec_args);
+    args.push(out.to_str().unwrap());
+    ffmpeg(&args);
+    out
+}
+
+fn probe(path: &Path) -> Value {
+    let o = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_streams",
+            "-show_format",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    assert!(
+        o.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        stderr(&o)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// A tag from the container or the audio stream, whatever its case.
+fn tag(p: &Value, key: &str) -> Option<String> {
+    let from = |t: &Value| {
+        t.as_object().and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v.as_str().unwrap_or_default().to_string())
+        })
+    };
+    from(&p["format"]["tags"]).or_else(|| from(&p["streams"][0]["tags"]))
+}
+
+fn verify_json(path: &Path) -> Value {
+    let o = aigc(&["verify", "--json", path.to_str().unwrap()]);
+    let line = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON from verify: {}", stderr(&o)))
+        .to_string();
+    serde_json::from_str(&line).unwrap()
+}
+
+const CASES: [(&str, &[&str]); 6] = [
+    ("in.wav", &["-c:a", "pcm_s16le"]),
+    ("in.flac", &["-c:a", "flac"]),
+    ("in.mp3", &["-c:a", "libmp3lame", "-b:a", "128k"]),
+    ("in.m4a", &["-c:a", "aac", "-b:a", "128k"]),
+    ("in.ogg", &["-c:a", "libvorbis", "-b:a", "96k"]),
+    ("in.opus", &["-c:a", "libopus", "-b:a", "64k"]),
+];
+
+#[test]
+fn every_audio_format_gets_rhythm_watermark_and_label_and_keeps_its_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, codec) in CASES {
+        let input = source(dir.path(), name, codec);
+        let before = probe(&input);
+        let out = dir.path().join(format!("out-{name}"));
+        let o = aigc(&[
+            "mark",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--producer",
+            PRODUCER,
+            "--produce-id",
+            "audio-test-1",
+        ]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let after = probe(&out);
+        for field in ["codec_name", "sample_rate", "channels"] {
+            assert_eq!(
+                after["streams"][0][field], before["streams"][0][field],
+                "{name}: {field} changed"
+            );
+        }
+        // The bitrate class is kept (lossy codecs within 25%).
+        if let (Some(a), Some(b)) = (
+            after["format"]["bit_rate"]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok()),
+            before["format"]["bit_rate"]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok()),
+        ) {
+            if !name.ends_with(".wav") && !name.ends_with(".flac") {
+                assert!((a / b - 1.0).abs() < 0.25, "{name}: bitrate {b} -> {a}");
+            }
+        }
+        // The other tags survive; the label reads back with ffprobe and exiftool.
+        assert_eq!(
+            tag(&after, "title").as_deref(),
+            Some("Night Song"),
+            "{name}"
+        );
+        // FFmpeg does not read WAV's own AIGC chunk; exiftool below does.
+        let aigc_tag = tag(&after, "AIGC").unwrap_or_default();
+        assert!(
+            name.ends_with(".wav") || aigc_tag.contains("\"ProduceID\":\"audio-test-1\""),
+            "{name}: {aigc_tag}"
+        );
+        let ex = tool(
+            "exiftool",
+            &["-a", "-u", "-b", "-G1", "-s", out.to_str().unwrap()],
+        );
+        let ex = String::from_utf8_lossy(&ex.stdout);
+        assert!(ex.contains("audio-test-1"), "{name}: exiftool sees {ex}");
+        // Longer by the inserted rhythm label (3 + 11 + 3 dots of 120 ms) and no more than
+        // a codec frame's padding.
+        let d = |p: &Value| {
+            [&p["format"]["duration"], &p["streams"][0]["duration"]]
+                .iter()
+                .find_map(|v| v.as_str().and_then(|s| s.parse::<f64>().ok()))
+                .unwrap_or_else(|| panic!("{name}: no duration in {p}"))
+        };
+        let grown = d(&after) - d(&before);
+        assert!((grown - 2.04).abs() < 0.08, "{name}: grew by {grown} s");
+        let v = verify_json(&out);
+        assert_eq!(v["verdict"], "compliant", "{name}: {v}");
+        assert_eq!(v["watermark"]["detected"], true, "{name}: {v}");
+        let expected = format!("{:016x}", aigc_dsp::payload_for_id("audio-test-1"));
+        assert_eq!(v["watermark"]["payload"], expected.as_str(), "{name}");
+        let rhythm = &v["rhythm"]["occurrences"][0];
+        assert!(
+            (rhythm["start_seconds"].as_f64().unwrap() - 0.36).abs() < 0.05,
+            "{name}: {v}"
+        );
+        // The unmarked input shows neither.
+        let v = verify_json(&input);
+        assert_eq!(v["watermark"]["detected"], false, "{name}");
+        assert_eq!(v["rhythm"]["detected"], false, "{name}");
+    }
+}
+
+#[test]
+fn watermark_and_rhythm_survive_transcoding_and_metadata_stripping() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = source(dir.path(), "in.wav", &["-c:a", "pcm_s16le"]);
+    let out = dir.path().join("marked.wav");
+    let o = aigc(&[
+        "mark",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--producer",
+        PRODUCER,
+        "--payload",
+        "00c0ffee00c0ffee",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = out.to_str().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    ffmpeg(&[
+        "-i",
+        m,
+        "-map_metadata",
+        "-1",
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        "64k",
+        &p("a.mp3"),
+    ]);
+    ffmpeg(&["-i", m, "-ar", "16000", &p("r16.wav")]);
+    ffmpeg(&[
+        "-i",
+        &p("r16.wav"),
+        "-map_metadata",
+        "-1",
+        "-ar",
+        "44100",
+        &p("b.wav"),
+    ]);
+    ffmpeg(&[
+        "-i",
+        m,
+        "-map_metadata",
+        "-1",
+        "-c:a",
+        "libopus",
+        "-b:a",
+        "64k",
+        &p("c.opus"),
+    ]);
+    for f in ["a.mp3", "b.wav", "c.opus"] {
+        let v = verify_json(Path::new(&p(f)));
+        assert_eq!(v["verdict"], "not_found", "{f}: {v}");
+        assert_eq!(v["watermark"]["payload"], "00c0ffee00c0ffee", "{f}: {v}");
+        assert!(
+            v["watermark"]["false_positive_probability"]
+                .as_f64()
+                .unwrap()
+                < 1e-9
+        );
+        assert_eq!(
+            v["metadata"]["findings"][0]["code"], "watermark_only",
+            "{f}"
+        );
+        assert_eq!(v["rhythm"]["detected"], true, "{f}: {v}");
+    }
+}
+
+#[test]
+fn no_clipping_and_options_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    // A full-scale square-ish wave: the watermark and a mixed tone would pass full scale.
+    let loud = dir.path().join("loud.wav");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "anoisesrc=color=white:amplitude=1:duration=6:seed=3",
+        "-af",
+        "volume=4,alimiter=limit=1:level=false",
+        "-ac",
+        "2",
+        "-ar",
+        "44100",
+        "-c:a",
+        "pcm_f32le",
+        loud.to_str().unwrap(),
+    ]);
+    let out = dir.path().join("out.wav");
+    let o = aigc(&[
+        "mark",
+        loud.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--producer",
+        PRODUCER,
+        "--rhythm-mix",
+        "--rhythm-level",
+        "-3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let raw = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-i",
+            out.to_str().unwrap(),
+            "-f",
+            "f32le",
+            "-",
+        ])
+        .output()
+        .unwrap()
+        .stdout;
+    let peak = raw
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()).abs())
+        .fold(0.0, f32::max);
+    assert!(peak <= 1.0, "peak {peak}");
+    for bad in [
+        ["--rhythm-freq", "50"],
+        ["--rhythm-dot-ms", "10"],
+        ["--rhythm-at", "soon"],
+    ] {
+        let o = aigc(&[
+            "mark",
+            loud.to_str().unwrap(),
+            "--producer",
+            PRODUCER,
+            bad[0],
+            bad[1],
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+    }
+}
