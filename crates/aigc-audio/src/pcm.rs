@@ -49,6 +49,12 @@ impl Pcm {
 /// Decodes the first audio track of `path`. `Ok(None)` means symphonia has no decoder for the
 /// codec (Opus): the caller falls back to FFmpeg.
 pub fn decode_symphonia(path: &Path) -> Result<Option<Pcm>, String> {
+    decode_symphonia_as(path, false)
+}
+
+/// [`decode_symphonia`], mixed down to one channel while decoding when `downmix` is set (what
+/// detection needs, in a third of the memory of stereo plus its mix).
+pub fn decode_symphonia_as(path: &Path, downmix: bool) -> Result<Option<Pcm>, String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
@@ -85,6 +91,7 @@ pub fn decode_symphonia(path: &Path) -> Result<Option<Pcm>, String> {
         channels: Vec::new(),
     };
     let mut buf: Option<SampleBuffer<f32>> = None;
+    let mut channels = 0;
     loop {
         let packet = match format.next_packet() {
             Ok(p) => p,
@@ -104,10 +111,11 @@ pub fn decode_symphonia(path: &Path) -> Result<Option<Pcm>, String> {
         let spec = *decoded.spec();
         let nch = spec.channels.count();
         if pcm.channels.is_empty() {
-            pcm.channels = vec![Vec::new(); nch];
+            pcm.channels = vec![Vec::new(); if downmix { 1 } else { nch }];
             pcm.sample_rate = spec.rate;
+            channels = nch;
         }
-        if nch != pcm.channels.len() {
+        if nch != channels {
             return Err("the channel count changes mid-stream".into());
         }
         let b = buf.get_or_insert_with(|| SampleBuffer::new(decoded.capacity() as u64, spec));
@@ -115,9 +123,18 @@ pub fn decode_symphonia(path: &Path) -> Result<Option<Pcm>, String> {
             *b = SampleBuffer::new(decoded.capacity() as u64, spec);
         }
         b.copy_interleaved_ref(decoded);
-        for frame in b.samples().chunks_exact(nch) {
-            for (c, &v) in pcm.channels.iter_mut().zip(frame) {
-                c.push(v);
+        if downmix {
+            let scale = 1.0 / nch as f32;
+            pcm.channels[0].extend(
+                b.samples()
+                    .chunks_exact(nch)
+                    .map(|f| f.iter().sum::<f32>() * scale),
+            );
+        } else {
+            for frame in b.samples().chunks_exact(nch) {
+                for (c, &v) in pcm.channels.iter_mut().zip(frame) {
+                    c.push(v);
+                }
             }
         }
     }

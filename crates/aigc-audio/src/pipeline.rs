@@ -40,13 +40,24 @@ pub fn is_audio_format(format: Format) -> bool {
     )
 }
 
-fn decode(path: &Path, src: &transcode::Source) -> Result<Pcm, String> {
+fn decode(path: &Path, src: &transcode::Source, downmix: bool) -> Result<Pcm, String> {
+    let ffmpeg = |path| {
+        let p = transcode::decode(path)?;
+        Ok(if downmix {
+            Pcm {
+                sample_rate: p.sample_rate,
+                channels: vec![p.mono()],
+            }
+        } else {
+            p
+        })
+    };
     if src.codec == ffmpeg_next::codec::Id::OPUS {
-        return transcode::decode(path);
+        return ffmpeg(path);
     }
-    match pcm::decode_symphonia(path)? {
+    match pcm::decode_symphonia_as(path, downmix)? {
         Some(p) => Ok(p),
-        None => transcode::decode(path),
+        None => ffmpeg(path),
     }
 }
 
@@ -79,7 +90,7 @@ pub fn mark_file(
     let Some(src) = probe_audio_only(input).map_err(fail)? else {
         return Ok(None);
     };
-    let mut audio = decode(input, &src).map_err(fail)?;
+    let mut audio = decode(input, &src, false).map_err(fail)?;
     let mut report = SoundReport {
         format: Some(format),
         sample_rate: audio.sample_rate,
@@ -201,11 +212,10 @@ pub fn inspect_file(
     let Some(src) = probe_audio_only(path)? else {
         return Ok(None);
     };
-    let audio = decode(path, &src)?;
-    let mono = audio.mono();
+    let audio = decode(path, &src, true)?;
     let sr = audio.sample_rate;
     let seconds = audio.seconds();
-    drop(audio);
+    let mono = audio.channels.into_iter().next().unwrap_or_default();
     Ok(Some(SoundInspection {
         decoded: true,
         seconds,

@@ -45,6 +45,8 @@ const MAX_STRENGTH: f32 = 0.3;
 const GATE: f32 = 1e-3;
 /// Sub-hop offsets tried when the excerpt's start is unknown.
 const SUB_OFFSETS: usize = 4;
+/// Seconds from the middle of a long file on which the sub-hop offset is chosen.
+const SYNC_SECONDS: f64 = 60.0;
 /// Candidates (offset, phase) decoded per reading.
 const CANDIDATES: usize = 3;
 
@@ -170,17 +172,9 @@ pub fn embed_at(
     }
     let sign = pattern(key, payload);
     let h = hop_len(sample_rate);
-    let mid: Vec<f32> = (0..len)
-        .map(|i| channels.iter().map(|c| c[i]).sum::<f32>() / channels.len() as f32)
-        .collect();
-    let change = modulation(&mid, h, &sign);
-    let host: f64 = channels
-        .iter()
-        .flatten()
-        .map(|&v| (v as f64) * (v as f64))
-        .sum();
-    let unit: f64 =
-        change.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() * channels.len() as f64;
+    let change = modulation(channels, h, &sign);
+    let host: f64 = channels.iter().map(|c| energy(c)).sum();
+    let unit: f64 = energy(&change) * channels.len() as f64;
     if host <= 0.0 || unit <= 0.0 {
         return None;
     }
@@ -198,9 +192,29 @@ pub fn embed_at(
     })
 }
 
+/// Sum of squares: eight f32 lanes per 1024-sample block (so it vectorises), blocks summed in
+/// f64 (so an hour of audio loses no precision).
+fn energy(x: &[f32]) -> f64 {
+    x.chunks(1024)
+        .map(|block| {
+            let mut lanes = [0f32; 8];
+            let mut it = block.chunks_exact(8);
+            for c in &mut it {
+                for (l, v) in lanes.iter_mut().zip(c) {
+                    *l += v * v;
+                }
+            }
+            let tail: f32 = it.remainder().iter().map(|v| v * v).sum();
+            (lanes.iter().sum::<f32>() + tail) as f64
+        })
+        .sum()
+}
+
 /// The change for unit strength: each frame's band bins times their cell's sign, through a
 /// sqrt-Hann window on both sides (the squares of hop-shifted windows sum to one).
-fn modulation(mid: &[f32], h: usize, sign: &[f32]) -> Vec<f32> {
+fn modulation(channels: &[Vec<f32>], h: usize, sign: &[f32]) -> Vec<f32> {
+    let len = channels[0].len();
+    let scale = 1.0 / channels.len() as f32;
     let n = 2 * h;
     let mut planner = RealFftPlanner::<f32>::new();
     let fwd: Arc<dyn RealToComplex<f32>> = planner.plan_fft_forward(n);
@@ -212,19 +226,32 @@ fn modulation(mid: &[f32], h: usize, sign: &[f32]) -> Vec<f32> {
     let mut spec = fwd.make_output_vec();
     let mut scratch = fwd.make_scratch_vec();
     let mut iscratch = inv.make_scratch_vec();
-    let mut out = vec![0f32; mid.len()];
+    let mut out = vec![0f32; len];
     let top = BAND.1.min(n / 2);
-    let frames = mid.len().div_ceil(h) + 1;
+    let frames = len.div_ceil(h) + 1;
     for t in 0..frames {
-        // Frame t covers samples (t-1)·h .. (t+1)·h.
+        // Frame t covers samples (t-1)·h .. (t+1)·h of the channels' mean (the mid signal).
         let start = t as isize * h as isize - h as isize;
-        for i in 0..n {
-            let s = start + i as isize;
-            buf[i] = if s >= 0 && (s as usize) < mid.len() {
-                mid[s as usize] * window[i]
-            } else {
-                0.0
-            };
+        if start >= 0 && start as usize + n <= len {
+            let s = start as usize;
+            buf.copy_from_slice(&channels[0][s..s + n]);
+            for c in &channels[1..] {
+                for (b, &v) in buf.iter_mut().zip(&c[s..s + n]) {
+                    *b += v;
+                }
+            }
+            for (b, w) in buf.iter_mut().zip(&window) {
+                *b *= w * scale;
+            }
+        } else {
+            for i in 0..n {
+                let s = start + i as isize;
+                buf[i] = if s >= 0 && (s as usize) < len {
+                    channels.iter().map(|c| c[s as usize]).sum::<f32>() * scale * window[i]
+                } else {
+                    0.0
+                };
+            }
         }
         fwd.process_with_scratch(&mut buf, &mut spec, &mut scratch)
             .expect("sizes from the plan");
@@ -246,10 +273,17 @@ fn modulation(mid: &[f32], h: usize, sign: &[f32]) -> Vec<f32> {
         }
         inv.process_with_scratch(&mut spec, &mut buf, &mut iscratch)
             .expect("sizes from the plan");
-        for i in 0..n {
-            let s = start + i as isize;
-            if s >= 0 && (s as usize) < out.len() {
-                out[s as usize] += buf[i] * window[i];
+        if start >= 0 && start as usize + n <= len {
+            let s = start as usize;
+            for ((o, b), w) in out[s..s + n].iter_mut().zip(&buf).zip(&window) {
+                *o += b * w;
+            }
+        } else {
+            for i in 0..n {
+                let s = start + i as isize;
+                if s >= 0 && (s as usize) < len {
+                    out[s as usize] += buf[i] * window[i];
+                }
             }
         }
     }
@@ -413,40 +447,115 @@ fn decode_at(folded: &[f32], l: &Layout, key: &Key, phase: usize) -> code::Decod
     code::decode(key, &soft)
 }
 
-/// A candidate alignment: sub-hop offset, period phase and the pilots' z-score.
+/// A candidate alignment: which fold, its period phase and the pilots' z-score.
 #[derive(Clone, Copy, Debug)]
 struct Candidate {
-    offset: usize,
+    fold: usize,
     phase: usize,
     z: f32,
 }
 
-/// The best alignments of `mono` (already at the marked speed), by pilot z-score.
-fn candidates(
-    mono: &[f32],
+/// Where a fold was read: a piece of the input, a resampling factor (in steps of 1/20000) and
+/// the sample offset of the hop grid within the resampled piece.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct FoldAt {
+    piece: Piece,
+    factor: i32,
+    offset: usize,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum Piece {
+    Whole,
+    /// The middle minute, for choosing the sub-hop offset of a long file.
+    Sync,
+    /// The middle 12 s, for the coarse speed search.
+    Coarse,
+    /// The middle 20 s, for the fine speed search and its decoding.
+    Fine,
+}
+
+const FACTOR_UNIT: f64 = 1.0 / 20000.0;
+
+/// The key-independent side of detection: the mono mix and every fold read so far. One
+/// `Prepared` serves any number of keys (a platform holding several producers' keys, or the
+/// false-positive trials), and the search makes exactly the same choices for each key as a
+/// fresh detection would.
+pub struct Prepared<'a> {
+    mono: &'a [f32],
+    sample_rate: u32,
     h: usize,
-    l: &Layout,
-    fft: &Arc<dyn RealToComplex<f32>>,
-) -> (Vec<Candidate>, Vec<Vec<f32>>) {
-    let mut all = Vec::new();
-    let mut folds = Vec::new();
-    for o in 0..SUB_OFFSETS {
-        let offset = o * h / SUB_OFFSETS;
-        let c = cells(mono, h, offset, fft);
-        let f = fold(&c);
-        let z = zscores(&sync_scores(&f, l));
-        for (phase, &z) in z.iter().enumerate() {
-            all.push(Candidate {
-                offset: o,
-                phase,
-                z,
-            });
+    fft: Arc<dyn RealToComplex<f32>>,
+    folds: std::cell::RefCell<std::collections::HashMap<FoldAt, std::rc::Rc<Vec<f32>>>>,
+}
+
+impl<'a> Prepared<'a> {
+    pub fn new(mono: &'a [f32], sample_rate: u32) -> Prepared<'a> {
+        let h = hop_len(sample_rate);
+        Prepared {
+            mono,
+            sample_rate,
+            h,
+            fft: RealFftPlanner::<f32>::new().plan_fft_forward(2 * h),
+            folds: Default::default(),
         }
-        folds.push(f);
     }
-    all.sort_by(|a, b| b.z.total_cmp(&a.z));
-    all.truncate(CANDIDATES);
-    (all, folds)
+
+    /// The piece's first sample and length in the input.
+    fn span(&self, piece: Piece) -> (usize, usize) {
+        let secs = match piece {
+            Piece::Whole => return (0, self.mono.len()),
+            Piece::Sync => SYNC_SECONDS,
+            Piece::Coarse => 12.0,
+            Piece::Fine => 20.0,
+        };
+        let n = ((secs * self.sample_rate as f64) as usize).min(self.mono.len());
+        ((self.mono.len() - n) / 2, n)
+    }
+
+    fn fold(&self, at: FoldAt) -> std::rc::Rc<Vec<f32>> {
+        if let Some(f) = self.folds.borrow().get(&at) {
+            return f.clone();
+        }
+        let (start, n) = self.span(at.piece);
+        let piece = &self.mono[start..start + n];
+        let f = if at.factor == 0 {
+            fold(&cells(piece, self.h, at.offset, &self.fft))
+        } else {
+            let r = resample(piece, 1.0 + at.factor as f64 * FACTOR_UNIT);
+            fold(&cells(&r, self.h, at.offset, &self.fft))
+        };
+        let f = std::rc::Rc::new(f);
+        self.folds.borrow_mut().insert(at, f.clone());
+        f
+    }
+
+    /// The best alignments over the given folds, by pilot z-score.
+    fn candidates(&self, l: &Layout, ats: &[FoldAt]) -> Vec<Candidate> {
+        let mut all = Vec::new();
+        for (i, &at) in ats.iter().enumerate() {
+            let z = zscores(&sync_scores(&self.fold(at), l));
+            all.extend(
+                z.iter()
+                    .enumerate()
+                    .map(|(phase, &z)| Candidate { fold: i, phase, z }),
+            );
+        }
+        all.sort_by(|a, b| b.z.total_cmp(&a.z));
+        all.truncate(CANDIDATES);
+        all
+    }
+
+    fn sub_offsets(&self, piece: Piece, factor: i32, every: usize) -> Vec<FoldAt> {
+        (0..SUB_OFFSETS)
+            .step_by(every)
+            .map(|o| FoldAt {
+                piece,
+                factor,
+                offset: o * self.h / SUB_OFFSETS,
+            })
+            .collect()
+    }
 }
 
 /// The outcome of a detection: the mark, when found, and otherwise the best attempt's bit
@@ -469,23 +578,27 @@ pub fn detect(channels: &[&[f32]], sample_rate: u32, key: &Key) -> Detection {
 
 /// [`detect`] on a mono mix.
 pub fn detect_mono(mono: &[f32], sample_rate: u32, key: &Key) -> Detection {
+    detect_prepared(&Prepared::new(mono, sample_rate), key)
+}
+
+/// [`detect`] on prepared audio.
+pub fn detect_prepared(p: &Prepared, key: &Key) -> Detection {
     let l = layout(key);
-    let h = hop_len(sample_rate);
-    let fft = RealFftPlanner::<f32>::new().plan_fft_forward(2 * h);
+    let (h, sr) = (p.h, p.sample_rate);
     let fp = MAX_ATTEMPTS as f64 * code::FP_PER_ATTEMPT;
     let mut best = Detection {
         found: None,
         best_agreement: 0.0,
         best_payload: 0,
     };
-    let consider = |d: code::Decoded, speed: f32, offset_samples: f64, best: &mut Detection| {
+    let mut consider = |d: code::Decoded, speed: f32, offset_samples: f64| {
         if d.check_ok {
             best.found = Some(WatermarkFound {
                 payload: d.payload,
                 false_positive_probability: fp,
                 agreement: d.agreement,
                 speed,
-                offset_seconds: offset_samples / sample_rate as f64,
+                offset_seconds: offset_samples / sr as f64,
             });
         }
         if d.agreement > best.best_agreement {
@@ -494,57 +607,54 @@ pub fn detect_mono(mono: &[f32], sample_rate: u32, key: &Key) -> Detection {
         }
         d.check_ok
     };
-    let (cands, folds) = candidates(mono, h, &l, &fft);
-    for c in &cands {
-        let d = decode_at(&folds[c.offset], &l, key, c.phase);
-        let start = period_start(c.offset * h / SUB_OFFSETS, c.phase, h);
-        if consider(d, 1.0, start as f64, &mut best) {
+    // The plain reading. A file over a minute is read whole at the one sub-hop offset that
+    // its middle minute prefers (a quarter of the work of reading it four times).
+    let sync_len = (SYNC_SECONDS * sr as f64) as usize;
+    let ats = if p.mono.len() <= sync_len + 2 * h {
+        p.sub_offsets(Piece::Whole, 0, 1)
+    } else {
+        let sync = p.sub_offsets(Piece::Sync, 0, 1);
+        let c = p.candidates(&l, &sync);
+        let (start, _) = p.span(Piece::Sync);
+        let offset = (start + c.first().map_or(0, |c| sync[c.fold].offset)) % h;
+        vec![FoldAt {
+            piece: Piece::Whole,
+            factor: 0,
+            offset,
+        }]
+    };
+    for c in p.candidates(&l, &ats) {
+        let d = decode_at(&p.fold(ats[c.fold]), &l, key, c.phase);
+        if consider(d, 1.0, period_start(ats[c.fold].offset, c.phase, h) as f64) {
             return best;
         }
     }
-    // Speed search: coarse on a 12 s piece, fine on a 40 s piece, then decode that piece.
-    let piece = |secs: f64| -> &[f32] {
-        let n = ((secs * sample_rate as f64) as usize).min(mono.len());
-        let s = (mono.len() - n) / 2;
-        &mono[s..s + n]
+    // Speed search: coarse (0.25% steps) on the middle 12 s, fine (0.03%) on the middle 20 s,
+    // both reading two sub-hop offsets, then all four offsets at the best factor. Residual
+    // drift stays under a hop over each piece.
+    let top_z = |piece, factor| {
+        p.candidates(&l, &p.sub_offsets(piece, factor, 2))
+            .first()
+            .map_or(f32::MIN, |c| c.z)
     };
-    let score = |m: &[f32], f: f64| -> f32 {
-        let r = resample(m, f);
-        let (c, _) = candidates(&r, h, &l, &fft);
-        c.first().map_or(0.0, |c| c.z)
+    let best_of = |factors: &mut dyn Iterator<Item = i32>, piece| {
+        factors
+            .map(|f| (f, top_z(piece, f)))
+            .fold((0, f32::MIN), |a, b| if b.1 > a.1 { b } else { a })
+            .0
     };
-    let coarse = piece(12.0);
-    let mut best_f = 1.0;
-    let mut best_z = f32::MIN;
-    for i in -8i32..=8 {
-        if i == 0 {
-            continue;
-        }
-        let f = 1.0 + i as f64 * 0.0025;
-        let z = score(coarse, f);
-        if z > best_z {
-            best_z = z;
-            best_f = f;
-        }
-    }
-    let fine = piece(40.0);
-    let mut fine_f = best_f;
-    let mut fine_z = f32::MIN;
-    for i in -10i32..=10 {
-        let f = best_f + i as f64 * 0.000125;
-        let z = score(fine, f);
-        if z > fine_z {
-            fine_z = z;
-            fine_f = f;
-        }
-    }
-    let r = resample(fine, fine_f);
-    let (cands, folds) = candidates(&r, h, &l, &fft);
-    for c in cands.iter().take(2) {
-        let d = decode_at(&folds[c.offset], &l, key, c.phase);
-        let start = (mono.len() - fine.len()) / 2
-            + (period_start(c.offset * h / SUB_OFFSETS, c.phase, h) as f64 * fine_f) as usize;
-        if consider(d, (1.0 / fine_f) as f32, start as f64, &mut best) {
+    let coarse = best_of(
+        &mut (-8i32..=8).filter(|&i| i != 0).map(|i| i * 50),
+        Piece::Coarse,
+    );
+    let fine = best_of(&mut (-4i32..=4).map(|i| coarse + i * 6), Piece::Fine);
+    let ats = p.sub_offsets(Piece::Fine, fine, 1);
+    let f = 1.0 + fine as f64 * FACTOR_UNIT;
+    let (start, _) = p.span(Piece::Fine);
+    for c in p.candidates(&l, &ats).iter().take(2) {
+        let d = decode_at(&p.fold(ats[c.fold]), &l, key, c.phase);
+        let at = start as f64 + period_start(ats[c.fold].offset, c.phase, h) as f64 * f;
+        if consider(d, (1.0 / f) as f32, at) {
             return best;
         }
     }
