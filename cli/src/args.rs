@@ -149,9 +149,24 @@ pub struct RhythmArgs {
     /// Length of a Morse dot in milliseconds (50-300); a dash is three dots.
     #[arg(long, value_name = "MS", default_value_t = 120.0)]
     pub rhythm_dot_ms: f32,
+    /// A recorded voice prompt (any audio file, e.g. "本内容由人工智能生成") to insert as the
+    /// voice label of GB 45438, besides the rhythm label (pass --no-rhythm for the voice alone).
+    #[arg(long, value_name = "FILE")]
+    pub voice_prompt: Option<PathBuf>,
+    /// Where the voice prompt goes: start or end.
+    #[arg(long, value_name = "WHERE", default_value = "start", value_parser = parse_voice_at)]
+    pub voice_at: aigc_audio::rhythm::VoiceAt,
     /// Peak level of the tone in dBFS (-40 to -1).
     #[arg(long, value_name = "DB", default_value_t = -12.0, allow_negative_numbers = true)]
     pub rhythm_level: f32,
+}
+
+fn parse_voice_at(v: &str) -> Result<aigc_audio::rhythm::VoiceAt, String> {
+    match v {
+        "start" => Ok(aigc_audio::rhythm::VoiceAt::Start),
+        "end" => Ok(aigc_audio::rhythm::VoiceAt::End),
+        _ => Err("expected start or end".to_string()),
+    }
 }
 
 fn parse_rhythm_at(v: &str) -> Result<aigc_audio::rhythm::Placement, String> {

@@ -127,6 +127,9 @@ fn write_one(
             if let Some(at) = r.rhythm_at {
                 text.push_str(&format!(", rhythm label at {at:.2} s"));
             }
+            if let Some(at) = r.voice_at {
+                text.push_str(&format!(", voice prompt at {at:.2} s"));
+            }
             if let Some((payload, e)) = &r.watermark {
                 text.push_str(&format!(
                     ", watermark {payload:016x} at {:.1} dB SNR",
@@ -139,7 +142,7 @@ fn write_one(
             text.push(')');
             Outcome::Done {
                 text,
-                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format, "codec": r.codec, "sample_rate": r.sample_rate, "channels": r.channels, "label": label, "rhythm": r.rhythm_at.map(|at| json!({"start_seconds": at})), "watermark": r.watermark.map(|(p, e)| json!({"payload": format!("{p:016x}"), "snr_db": e.snr_db, "strength": e.strength})), "limiter_db": r.limiter_db}),
+                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format, "codec": r.codec, "sample_rate": r.sample_rate, "channels": r.channels, "label": label, "rhythm": r.rhythm_at.map(|at| json!({"start_seconds": at})), "voice_prompt": r.voice_at.map(|at| json!({"start_seconds": at})), "watermark": r.watermark.map(|(p, e)| json!({"payload": format!("{p:016x}"), "snr_db": e.snr_db, "strength": e.strength})), "limiter_db": r.limiter_db}),
                 ok: true,
             }
         }
@@ -317,6 +320,15 @@ fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
         ..LabelStyle::default()
     };
     let rhythm = rhythm_style(&a.rhythm)?;
+    let voice = a
+        .rhythm
+        .voice_prompt
+        .as_deref()
+        .map(|p| {
+            aigc_audio::pipeline::load_voice(p)
+                .map_err(|e| format!("{}: cannot use it as a voice prompt: {e}", p.display()))
+        })
+        .transpose()?;
     let value = a
         .label
         .map(|l| l.value())
@@ -358,6 +370,7 @@ fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
             let sound = SoundLayers {
                 rhythm: rhythm.as_ref(),
                 watermark: (!a.no_watermark).then_some((&key, payload)),
+                voice: voice.as_ref().map(|v| (v, a.rhythm.voice_at)),
             };
             write_one(
                 job,

@@ -317,3 +317,85 @@ fn no_clipping_and_options_checked() {
         assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn voice_prompt_goes_before_or_after_and_keeps_the_marks() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = source(
+        dir.path(),
+        "in.mp3",
+        &["-c:a", "libmp3lame", "-b:a", "128k"],
+    );
+    // A 1.5 s "recording" at another rate and channel count: 16 kHz mono.
+    let voice = dir.path().join("voice.wav");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=300:duration=1.5:sample_rate=16000",
+        voice.to_str().unwrap(),
+    ]);
+    let before = probe(&input);
+    let d = |p: &Value| {
+        p["format"]["duration"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    for (at, no_rhythm, voice_start, grown) in
+        [("start", true, 0.0, 1.8), ("end", false, -1.0, 1.8 + 2.04)]
+    {
+        let out = dir.path().join(format!("v-{at}.mp3"));
+        let mut args = vec![
+            "mark",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--producer",
+            PRODUCER,
+            "--voice-prompt",
+            voice.to_str().unwrap(),
+            "--voice-at",
+            at,
+            "--json",
+        ];
+        if no_rhythm {
+            args.push("--no-rhythm");
+        }
+        let o = aigc(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let report: Value = serde_json::from_str(
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find(|l| l.starts_with('{'))
+                .unwrap(),
+        )
+        .unwrap();
+        let start = report["voice_prompt"]["start_seconds"].as_f64().unwrap();
+        // A negative `voice_start` means "at the end".
+        if voice_start >= 0.0 {
+            assert!((start - voice_start).abs() < 1e-6, "{report}");
+        } else {
+            // At the end: after the rhythm label, the audio and the pause.
+            assert!((start - (2.04 + 14.0 + 0.3)).abs() < 0.05, "{report}");
+        }
+        let after = probe(&out);
+        assert_eq!(after["streams"][0]["channels"], 2);
+        let g = d(&after) - d(&before);
+        assert!((g - grown).abs() < 0.08, "{at}: grew by {g}");
+        let v = verify_json(&out);
+        assert_eq!(v["watermark"]["detected"], true, "{at}: {v}");
+        assert_eq!(v["rhythm"]["detected"], !no_rhythm, "{at}: {v}");
+    }
+    let o = aigc(&[
+        "mark",
+        input.to_str().unwrap(),
+        "--producer",
+        PRODUCER,
+        "--voice-prompt",
+        "/nonexistent.wav",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/nonexistent.wav"), "{}", stderr(&o));
+}

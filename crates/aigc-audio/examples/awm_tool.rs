@@ -37,7 +37,16 @@ fn main() {
                 .unwrap_or(0x1234_5678_9abc_def0);
             let original = a.clone();
             let t = Instant::now();
-            let e = watermark::embed(&mut a.channels, a.sample_rate, &key(), payload);
+            // AIGC_WM_SNR overrides the strength, for experiments only.
+            let e = match std::env::var("AIGC_WM_SNR")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                Some(snr) => {
+                    watermark::embed_at(&mut a.channels, a.sample_rate, &key(), payload, snr)
+                }
+                None => watermark::embed(&mut a.channels, a.sample_rate, &key(), payload),
+            };
             let secs = t.elapsed().as_secs_f64();
             let (mut sig, mut err) = (0f64, 0f64);
             for (c, o) in a.channels.iter().zip(&original.channels) {

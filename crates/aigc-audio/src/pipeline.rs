@@ -15,6 +15,8 @@ pub struct SoundLayers<'a> {
     pub rhythm: Option<&'a RhythmStyle>,
     /// Key and 64-bit payload.
     pub watermark: Option<(&'a Key, u64)>,
+    /// A recorded voice prompt and where it goes.
+    pub voice: Option<(&'a Pcm, rhythm::VoiceAt)>,
 }
 
 /// What `mark` did to an audio file.
@@ -27,6 +29,8 @@ pub struct SoundReport {
     pub channels: usize,
     /// Where the rhythm label starts, seconds.
     pub rhythm_at: Option<f64>,
+    /// Where the voice prompt starts, seconds.
+    pub voice_at: Option<f64>,
     pub watermark: Option<(u64, Embedded)>,
     /// Gain the limiter took off the loudest peak to prevent clipping, dB (0: none needed).
     pub limiter_db: f32,
@@ -61,6 +65,12 @@ fn decode(path: &Path, src: &transcode::Source, downmix: bool) -> Result<Pcm, St
     }
 }
 
+/// Decodes a voice prompt recording (any format this crate reads).
+pub fn load_voice(path: &Path) -> Result<Pcm, String> {
+    let src = transcode::probe(path)?;
+    decode(path, &src, false)
+}
+
 /// Whether `path` (of a container `is_audio_format` accepts) holds audio only. MP4 and Ogg
 /// with video are left to the video pipeline.
 pub fn probe_audio_only(path: &Path) -> Result<Option<transcode::Source>, String> {
@@ -77,7 +87,7 @@ pub fn mark_file(
     opts: &WriteOptions,
     layers: &SoundLayers,
 ) -> Result<Option<SoundReport>, MetaError> {
-    if layers.rhythm.is_none() && layers.watermark.is_none() {
+    if layers.rhythm.is_none() && layers.watermark.is_none() && layers.voice.is_none() {
         // Nothing to add to the sound: the metadata path keeps every byte of it.
         return Ok(None);
     }
@@ -102,8 +112,19 @@ pub fn mark_file(
         report.watermark = watermark::embed(&mut audio.channels, audio.sample_rate, key, payload)
             .map(|e| (payload, e));
     }
+    if let Some((voice, at)) = layers.voice {
+        report.voice_at = Some(rhythm::insert_voice(&mut audio, voice, at));
+    }
     if let Some(style) = layers.rhythm {
-        report.rhythm_at = Some(rhythm::apply(&mut audio, style));
+        let before = audio.seconds();
+        let at = rhythm::apply(&mut audio, style);
+        // A rhythm label inserted at the start moves a voice prompt there along.
+        if let (Some(v), rhythm::Placement::Start, true) =
+            (&mut report.voice_at, style.placement, style.insert)
+        {
+            *v += audio.seconds() - before;
+        }
+        report.rhythm_at = Some(at);
     }
     report.limiter_db = limit(&mut audio);
     let dir = match output.parent() {

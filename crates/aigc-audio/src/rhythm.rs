@@ -116,6 +116,90 @@ pub fn apply(pcm: &mut Pcm, style: &RhythmStyle) -> f64 {
     }
 }
 
+/// Where a voice prompt goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VoiceAt {
+    Start,
+    End,
+}
+
+/// Inserts a recorded voice prompt (e.g. "本内容由人工智能生成") at the start or the end, with a
+/// 0.3 s pause between it and the audio. The prompt is resampled to the audio's rate
+/// (windowed sinc) and spread over its channels (mono to all; otherwise channel by channel, the
+/// mix when the audio is mono). Returns where it starts, in seconds.
+pub fn insert_voice(pcm: &mut Pcm, voice: &Pcm, at: VoiceAt) -> f64 {
+    let sr = pcm.sample_rate;
+    let mono = voice.mono();
+    let chans: Vec<Vec<f32>> = (0..pcm.channels.len())
+        .map(|c| {
+            let src = if voice.channels.len() == 1 || pcm.channels.len() == 1 {
+                &mono
+            } else {
+                &voice.channels[c.min(voice.channels.len() - 1)]
+            };
+            resample_sinc(src, voice.sample_rate, sr)
+        })
+        .collect();
+    let pause = (0.3 * sr as f64) as usize;
+    let len = pcm.len();
+    for (c, v) in pcm.channels.iter_mut().zip(&chans) {
+        let mut block: Vec<f32> = Vec::with_capacity(v.len() + pause);
+        match at {
+            VoiceAt::Start => {
+                block.extend_from_slice(v);
+                block.extend(std::iter::repeat_n(0.0, pause));
+                c.splice(0..0, block);
+            }
+            VoiceAt::End => {
+                block.extend(std::iter::repeat_n(0.0, pause));
+                block.extend_from_slice(v);
+                c.extend(block);
+            }
+        }
+    }
+    match at {
+        VoiceAt::Start => 0.0,
+        VoiceAt::End => (len + pause) as f64 / sr as f64,
+    }
+}
+
+/// Band-limited resampling from `from` Hz to `to` Hz: a Hann-windowed sinc, 16 zero crossings
+/// a side, its cut-off at the lower of the two Nyquist frequencies.
+pub fn resample_sinc(x: &[f32], from: u32, to: u32) -> Vec<f32> {
+    if from == to || x.is_empty() {
+        return x.to_vec();
+    }
+    const HALF: f64 = 16.0;
+    let ratio = to as f64 / from as f64;
+    let cutoff = ratio.min(1.0);
+    let n = (x.len() as f64 * ratio).round() as usize;
+    let reach = (HALF / cutoff).ceil() as i64;
+    (0..n)
+        .map(|i| {
+            let centre = i as f64 / ratio;
+            let k0 = centre.floor() as i64;
+            let mut acc = 0.0;
+            for k in k0 - reach + 1..=k0 + reach {
+                if k < 0 || k as usize >= x.len() {
+                    continue;
+                }
+                let d = (centre - k as f64) * cutoff;
+                if d.abs() >= HALF {
+                    continue;
+                }
+                let sinc = if d == 0.0 {
+                    1.0
+                } else {
+                    (std::f64::consts::PI * d).sin() / (std::f64::consts::PI * d)
+                };
+                let w = 0.5 + 0.5 * (std::f64::consts::PI * d / HALF).cos();
+                acc += x[k as usize] as f64 * sinc * w * cutoff;
+            }
+            acc as f32
+        })
+        .collect()
+}
+
 /// A rhythm label found in the audio.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RhythmFound {
@@ -287,6 +371,26 @@ mod tests {
         );
         assert!((found[0].frequency_hz - 800.0).abs() < 30.0);
         assert!((found[0].dot_ms - 120.0).abs() < 10.0);
+    }
+
+    #[test]
+    fn voice_prompt_is_resampled_and_placed() {
+        let voice = Pcm {
+            sample_rate: 16000,
+            channels: vec![(0..16000).map(|i| (i as f32 * 0.2).sin() * 0.5).collect()],
+        };
+        let mut pcm = Pcm {
+            sample_rate: 48000,
+            channels: vec![vec![0.25; 48000]; 2],
+        };
+        let at = insert_voice(&mut pcm, &voice, VoiceAt::End);
+        assert_eq!(pcm.len(), 48000 + 14400 + 48000);
+        assert!((at - 1.3).abs() < 1e-9);
+        // Same tone (0.2 rad per 16 kHz sample = 509 Hz), same level, on both channels.
+        let tail = &pcm.channels[1][62400 + 4800..62400 + 43200];
+        let peak = tail.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!((peak - 0.5).abs() < 0.01, "{peak}");
+        assert_eq!(pcm.channels[0][..48000], vec![0.25; 48000][..]);
     }
 
     #[test]
