@@ -9,7 +9,7 @@ file is decoded back to WAV by ffmpeg, so the detector is timed without decoding
 Prints per attack: detection rate (exact 64-bit payload), bit agreement, and timings; SNR per
 class; embed and detect speed as multiples of real time, next to ffmpeg's decode + encode of the
 same files (the work `mark` cannot avoid for a lossy file). Writes
-bench-out/audio_eval/results.json.
+bench-out/audio_eval/results-64.json (or -128).
 
   python3 benches/audio_eval.py [--music N] [--speech N] [--attacks a,b,...]
 """
@@ -168,7 +168,11 @@ def main():
     ap.add_argument("--music", type=int, default=12)
     ap.add_argument("--speech", type=int, default=4)
     ap.add_argument("--attacks", default=",".join(ATTACKS))
+    ap.add_argument("--payload-bits", type=int, default=64, choices=[64, 128])
     a = ap.parse_args()
+    global PAYLOAD
+    if a.payload_bits == 128:
+        PAYLOAD = "1234567890abcdef0fedcba987654321"
     sh("cargo", "build", "--release", "--quiet", "-p", "aigc-audio", "--example", "awm_tool", cwd=ROOT)
     files = corpus(a.music, a.speech)
     rng = random.Random(45438)
@@ -215,10 +219,12 @@ def main():
         secs = sum(r["seconds"] for r in rows)
         for (cls, _), r in zip(paths, rows):
             hit = r["found"] and r["payload"] == PAYLOAD
+            if len(r["payload"]) != len(PAYLOAD):
+                r["payload"] = "0" * len(PAYLOAD)
             ok[cls][0] += hit
             ok[cls][1] += 1
             got = int(r["payload"], 16) ^ int(PAYLOAD, 16)
-            bits.append(1 - bin(got).count("1") / 64)
+            bits.append(1 - bin(got).count("1") / (4 * len(PAYLOAD)))
         found = sum(v[0] for v in ok.values())
         results["attacks"][name] = {"found": found, "total": len(rows), "music": ok["music"],
                                     "speech": ok["speech"], "payload_bit_accuracy": float(np.mean(bits)),
@@ -228,7 +234,8 @@ def main():
               f"{np.mean(bits) * 100:6.1f}% {secs / det_s:8.0f}x", flush=True)
         for _, p in paths:
             os.remove(p)
-    with open(os.path.join(WORK, "results.json"), "w") as f:
+    results["payload_bits"] = a.payload_bits
+    with open(os.path.join(WORK, f"results-{a.payload_bits}.json"), "w") as f:
         json.dump(results, f, indent=1)
 
 

@@ -111,9 +111,13 @@ pub struct MarkArgs {
     pub visible: VisibleArgs,
     #[command(flatten)]
     pub key: KeyArgs,
-    /// Watermark payload, 16 hex digits (default: the first 64 bits of SHA-256 of the ProduceID).
+    /// Watermark payload, 16 hex digits, or 32 for a 128-bit audio payload (default: the first
+    /// 64 or 128 bits of SHA-256 of the ProduceID). Images carry the first 64 bits.
     #[arg(long, value_name = "HEX")]
     pub payload: Option<String>,
+    /// Payload size for audio: 64 (default) or 128 bits. Images always carry 64.
+    #[arg(long, value_name = "BITS", default_value_t = 64, value_parser = parse_payload_bits)]
+    pub payload_bits: usize,
     /// Edge or corner of the visible label: top-left, top, top-right, left, right, bottom-left,
     /// bottom, bottom-right.
     #[arg(long, value_name = "POSITION", default_value = "bottom-right", value_parser = parse_position)]
@@ -159,6 +163,14 @@ pub struct RhythmArgs {
     /// Peak level of the tone in dBFS (-40 to -1).
     #[arg(long, value_name = "DB", default_value_t = -12.0, allow_negative_numbers = true)]
     pub rhythm_level: f32,
+}
+
+fn parse_payload_bits(v: &str) -> Result<usize, String> {
+    match v {
+        "64" => Ok(64),
+        "128" => Ok(128),
+        _ => Err("expected 64 or 128".to_string()),
+    }
 }
 
 fn parse_voice_at(v: &str) -> Result<aigc_audio::rhythm::VoiceAt, String> {

@@ -142,7 +142,7 @@ fn write_one(
             text.push(')');
             Outcome::Done {
                 text,
-                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format, "codec": r.codec, "sample_rate": r.sample_rate, "channels": r.channels, "label": label, "rhythm": r.rhythm_at.map(|at| json!({"start_seconds": at})), "voice_prompt": r.voice_at.map(|at| json!({"start_seconds": at})), "watermark": r.watermark.map(|(p, e)| json!({"payload": format!("{p:016x}"), "snr_db": e.snr_db, "strength": e.strength})), "limiter_db": r.limiter_db}),
+                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format, "codec": r.codec, "sample_rate": r.sample_rate, "channels": r.channels, "label": label, "rhythm": r.rhythm_at.map(|at| json!({"start_seconds": at})), "voice_prompt": r.voice_at.map(|at| json!({"start_seconds": at})), "watermark": r.watermark.map(|(p, e)| json!({"payload": p.hex(), "payload_bits": p.bits, "snr_db": e.snr_db, "strength": e.strength})), "limiter_db": r.limiter_db}),
                 ok: true,
             }
         }
@@ -305,10 +305,14 @@ fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
         .as_deref()
         .map(|p| {
             let digits = p.trim_start_matches("0x");
-            u64::from_str_radix(digits, 16)
-                .ok()
-                .filter(|_| digits.len() <= 16)
-                .ok_or(format!("--payload {p:?} is not up to 16 hex digits"))
+            let value = u128::from_str_radix(digits, 16).ok();
+            match (value, digits.len()) {
+                (Some(v), 1..=16) => Ok(aigc_audio::watermark::Payload::bits64(v as u64)),
+                (Some(v), 17..=32) => Ok(aigc_audio::watermark::Payload::bits128(v)),
+                _ => Err(format!(
+                    "--payload {p:?} is not up to 16 (or 32) hex digits"
+                )),
+            }
         })
         .transpose()?;
     let style = LabelStyle {
@@ -361,11 +365,19 @@ fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
             if a.produce_id.is_none() {
                 label.produce_id = new_content_id();
             }
-            let payload =
-                fixed_payload.unwrap_or_else(|| aigc_dsp::payload_for_id(&label.produce_id));
+            let payload = fixed_payload.unwrap_or_else(|| match a.payload_bits {
+                128 => aigc_audio::watermark::Payload::bits128(aigc_dsp::payload_for_id_wide(
+                    &label.produce_id,
+                )),
+                _ => aigc_audio::watermark::Payload::bits64(aigc_dsp::payload_for_id(
+                    &label.produce_id,
+                )),
+            });
+            // Images carry 64 bits: the first 64 of a 128-bit payload.
+            let image_payload = (payload.value >> (payload.bits - 64)) as u64;
             let layers = PixelLayers {
                 visible: font.as_ref().map(|f| (&style, f)),
-                watermark: (!a.no_watermark).then_some((&key, payload)),
+                watermark: (!a.no_watermark).then_some((&key, image_payload)),
             };
             let sound = SoundLayers {
                 rhythm: rhythm.as_ref(),

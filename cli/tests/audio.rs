@@ -399,3 +399,62 @@ fn voice_prompt_goes_before_or_after_and_keeps_the_marks() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("/nonexistent.wav"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_128_bit_payload_is_the_produce_id_hash_and_survives_mp3() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = source(dir.path(), "in.flac", &["-c:a", "flac"]);
+    let out = dir.path().join("out.flac");
+    let o = aigc(&[
+        "mark",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--producer",
+        PRODUCER,
+        "--produce-id",
+        "wide-1",
+        "--payload-bits",
+        "128",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mp3 = dir.path().join("a.mp3");
+    ffmpeg(&[
+        "-i",
+        out.to_str().unwrap(),
+        "-map_metadata",
+        "-1",
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        "128k",
+        mp3.to_str().unwrap(),
+    ]);
+    // Python's hashlib, not ours, says what the payload must be.
+    let o = tool(
+        "python3",
+        &[
+            "-c",
+            "import hashlib; print(hashlib.sha256(b'wide-1').hexdigest()[:32])",
+        ],
+    );
+    let expected = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    for f in [&out, &mp3] {
+        let v = verify_json(f);
+        assert_eq!(
+            v["watermark"]["payload"],
+            expected.as_str(),
+            "{}: {v}",
+            f.display()
+        );
+    }
+    let o = aigc(&[
+        "mark",
+        input.to_str().unwrap(),
+        "--producer",
+        PRODUCER,
+        "--payload-bits",
+        "96",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}

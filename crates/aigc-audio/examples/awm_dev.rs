@@ -20,7 +20,7 @@ fn main() {
             &mut a.channels,
             a.sample_rate,
             &key,
-            0x1234_5678_9abc_def0,
+            watermark::Payload::bits64(0x1234_5678_9abc_def0),
             snr,
         );
         let te = t.elapsed().as_secs_f64();

@@ -33,8 +33,15 @@ fn main() {
             let mut a = load(&args[1]);
             let payload = std::env::var("AIGC_WM_PAYLOAD")
                 .ok()
-                .map(|h| u64::from_str_radix(&h, 16).expect("hex payload"))
-                .unwrap_or(0x1234_5678_9abc_def0);
+                .map(|h| {
+                    let v = u128::from_str_radix(&h, 16).expect("hex payload");
+                    if h.len() > 16 {
+                        watermark::Payload::bits128(v)
+                    } else {
+                        watermark::Payload::bits64(v as u64)
+                    }
+                })
+                .unwrap_or(watermark::Payload::bits64(0x1234_5678_9abc_def0));
             let original = a.clone();
             let t = Instant::now();
             // AIGC_WM_SNR overrides the strength, for experiments only.
@@ -72,10 +79,10 @@ fn main() {
                 let d = watermark::detect(&a.slices(), a.sample_rate, &k);
                 let secs = t.elapsed().as_secs_f64();
                 println!(
-                    "{{\"file\":{f:?},\"seconds\":{},\"detect_s\":{secs},\"found\":{},\"payload\":\"{:016x}\",\"agreement\":{},\"speed\":{}}}",
+                    "{{\"file\":{f:?},\"seconds\":{},\"detect_s\":{secs},\"found\":{},\"payload\":\"{}\",\"agreement\":{},\"speed\":{}}}",
                     a.seconds(),
                     d.found.is_some(),
-                    d.found.map_or(d.best_payload, |f| f.payload),
+                    d.found.map_or(d.best_payload, |f| f.payload).hex(),
                     d.found.map_or(d.best_agreement, |f| f.agreement),
                     d.found.map_or(0.0, |f| f.speed),
                 );

@@ -2,7 +2,7 @@
 //! limiter, one encode into the same kind of file, then the metadata label through aigc-meta.
 
 use crate::rhythm::{self, RhythmFound, RhythmStyle};
-use crate::watermark::{self, Embedded, WatermarkFound};
+use crate::watermark::{self, Embedded, Payload, WatermarkFound};
 use crate::{pcm, transcode, Pcm};
 use aigc_core::Label;
 use aigc_dsp::Key;
@@ -13,8 +13,8 @@ use std::path::Path;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SoundLayers<'a> {
     pub rhythm: Option<&'a RhythmStyle>,
-    /// Key and 64-bit payload.
-    pub watermark: Option<(&'a Key, u64)>,
+    /// Key and payload (64 or 128 bits).
+    pub watermark: Option<(&'a Key, Payload)>,
     /// A recorded voice prompt and where it goes.
     pub voice: Option<(&'a Pcm, rhythm::VoiceAt)>,
 }
@@ -31,7 +31,7 @@ pub struct SoundReport {
     pub rhythm_at: Option<f64>,
     /// Where the voice prompt starts, seconds.
     pub voice_at: Option<f64>,
-    pub watermark: Option<(u64, Embedded)>,
+    pub watermark: Option<(Payload, Embedded)>,
     /// Gain the limiter took off the loudest peak to prevent clipping, dB (0: none needed).
     pub limiter_db: f32,
 }

@@ -20,7 +20,7 @@
 // Index loops read more plainly than iterator chains in this bin arithmetic.
 #![allow(clippy::needless_range_loop)]
 
-use aigc_dsp::code::{self, CODED_BITS};
+use aigc_dsp::code::{self, coded_bits};
 use aigc_dsp::{Complex32, Key, KeyedRng};
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use std::sync::Arc;
@@ -53,7 +53,7 @@ const CANDIDATES: usize = 3;
 /// What the detector found.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WatermarkFound {
-    pub payload: u64,
+    pub payload: Payload,
     /// The probability that audio without this mark yields a detection: every decoding the
     /// detector may attempt times `aigc_dsp::code::FP_PER_ATTEMPT`.
     pub false_positive_probability: f64,
@@ -65,16 +65,54 @@ pub struct WatermarkFound {
     pub offset_seconds: f64,
 }
 
+/// A payload of 64 bits (the default) or 128 bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Payload {
+    pub value: u128,
+    /// 64 or 128.
+    pub bits: usize,
+}
+
+impl Payload {
+    pub fn bits64(v: u64) -> Payload {
+        Payload {
+            value: v as u128,
+            bits: 64,
+        }
+    }
+
+    pub fn bits128(v: u128) -> Payload {
+        Payload {
+            value: v,
+            bits: 128,
+        }
+    }
+
+    /// Lower-case hex, 16 or 32 digits.
+    pub fn hex(&self) -> String {
+        format!("{:0w$x}", self.value, w = self.bits / 4)
+    }
+}
+
+/// Hex of the payload's own width (16 or 32 digits), whatever width the format asks.
+impl std::fmt::LowerHex for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.hex())
+    }
+}
+
 /// Detection attempts the detector may make on one input: sub-offsets times candidates on the
-/// plain reading, and the candidates of the speed search.
-pub const MAX_ATTEMPTS: usize = CANDIDATES * (SUB_OFFSETS + 2);
+/// plain reading, and the candidates of the speed search, each decoded as 64 and as 128 bits.
+pub const MAX_ATTEMPTS: usize = 2 * CANDIDATES * (SUB_OFFSETS + 2);
 
 /// The keyed cell layout of one period, row-major (hop, band bin).
 struct Layout {
     /// +1/-1 per cell: the pilot's sign, or the chip that multiplies the data bit.
     chip: Vec<f32>,
-    /// For each cell: `None` for a pilot, else the coded bit it carries.
+    /// For each cell: `None` for a pilot, else the coded bit it carries, for a 64-bit payload
+    /// and for a 128-bit one (the pilots are the same cells).
     bit: Vec<Option<u16>>,
+    bit_wide: Vec<Option<u16>>,
     /// Per band bin, the DFT over the period of that bin's pilot signs (zero at data cells),
     /// for correlating every phase at once.
     pilot_spectra: Vec<Vec<Complex32>>,
@@ -85,9 +123,11 @@ fn layout(key: &Key) -> Layout {
     let mut order: Vec<usize> = (0..cells).collect();
     KeyedRng::new(key, "audio cells v1").shuffle(&mut order);
     let mut bit = vec![None; cells];
+    let mut bit_wide = vec![None; cells];
     let pilots = cells / PILOT_EVERY;
     for (i, &c) in order.iter().enumerate().skip(pilots) {
-        bit[c] = Some(((i - pilots) % CODED_BITS) as u16);
+        bit[c] = Some(((i - pilots) % coded_bits(64)) as u16);
+        bit_wide[c] = Some(((i - pilots) % coded_bits(128)) as u16);
     }
     let mut rng = KeyedRng::new(key, "audio chips v1");
     let chip: Vec<f32> = (0..cells)
@@ -114,17 +154,23 @@ fn layout(key: &Key) -> Layout {
     Layout {
         chip,
         bit,
+        bit_wide,
         pilot_spectra,
     }
 }
 
 /// The sign each cell of the period takes for `payload`.
-fn pattern(key: &Key, payload: u64) -> Vec<f32> {
+fn pattern(key: &Key, payload: Payload) -> Vec<f32> {
     let l = layout(key);
-    let coded = code::encode(key, payload);
+    let coded = code::encode_wide(key, payload.value, payload.bits);
+    let bits = if payload.bits == 64 {
+        &l.bit
+    } else {
+        &l.bit_wide
+    };
     l.chip
         .iter()
-        .zip(&l.bit)
+        .zip(bits)
         .map(|(&c, b)| match b {
             Some(b) if !coded[*b as usize] => -c,
             _ => c,
@@ -153,7 +199,7 @@ pub fn embed(
     channels: &mut [Vec<f32>],
     sample_rate: u32,
     key: &Key,
-    payload: u64,
+    payload: Payload,
 ) -> Option<Embedded> {
     embed_at(channels, sample_rate, key, payload, TARGET_SNR_DB)
 }
@@ -163,7 +209,7 @@ pub fn embed_at(
     channels: &mut [Vec<f32>],
     sample_rate: u32,
     key: &Key,
-    payload: u64,
+    payload: Payload,
     snr_db: f32,
 ) -> Option<Embedded> {
     let len = channels.first().map_or(0, Vec::len);
@@ -428,23 +474,35 @@ fn zscores(s: &[f32]) -> Vec<f32> {
     s.iter().map(|v| (v - mean) / sd).collect()
 }
 
-fn decode_at(folded: &[f32], l: &Layout, key: &Key, phase: usize) -> code::Decoded {
-    let mut soft = vec![0f32; CODED_BITS];
+fn decode_at(
+    folded: &[f32],
+    l: &Layout,
+    key: &Key,
+    phase: usize,
+    payload_bits: usize,
+) -> code::DecodedWide {
+    let n = coded_bits(payload_bits);
+    let bits = if payload_bits == 64 {
+        &l.bit
+    } else {
+        &l.bit_wide
+    };
+    let mut soft = vec![0f32; n];
     for te in 0..PERIOD {
         let td = (te + PERIOD - phase) % PERIOD;
         for j in 0..NBINS {
-            if let Some(b) = l.bit[te * NBINS + j] {
+            if let Some(b) = bits[te * NBINS + j] {
                 soft[b as usize] += l.chip[te * NBINS + j] * folded[td * NBINS + j];
             }
         }
     }
-    let sd = (soft.iter().map(|v| v * v).sum::<f32>() / CODED_BITS as f32)
+    let sd = (soft.iter().map(|v| v * v).sum::<f32>() / n as f32)
         .sqrt()
         .max(1e-12);
     for v in &mut soft {
         *v /= sd;
     }
-    code::decode(key, &soft)
+    code::decode_wide(key, &soft, payload_bits)
 }
 
 /// A candidate alignment: which fold, its period phase and the pilots' z-score.
@@ -564,7 +622,7 @@ impl<'a> Prepared<'a> {
 pub struct Detection {
     pub found: Option<WatermarkFound>,
     pub best_agreement: f32,
-    pub best_payload: u64,
+    pub best_payload: Payload,
 }
 
 /// Looks for the mark of `key` in `channels` (planar) at `sample_rate`.
@@ -589,12 +647,16 @@ pub fn detect_prepared(p: &Prepared, key: &Key) -> Detection {
     let mut best = Detection {
         found: None,
         best_agreement: 0.0,
-        best_payload: 0,
+        best_payload: Payload::bits64(0),
     };
-    let mut consider = |d: code::Decoded, speed: f32, offset_samples: f64| {
+    let mut consider = |d: code::DecodedWide, speed: f32, offset_samples: f64| {
+        let payload = Payload {
+            value: d.payload,
+            bits: d.payload_bits,
+        };
         if d.check_ok {
             best.found = Some(WatermarkFound {
-                payload: d.payload,
+                payload,
                 false_positive_probability: fp,
                 agreement: d.agreement,
                 speed,
@@ -603,7 +665,7 @@ pub fn detect_prepared(p: &Prepared, key: &Key) -> Detection {
         }
         if d.agreement > best.best_agreement {
             best.best_agreement = d.agreement;
-            best.best_payload = d.payload;
+            best.best_payload = payload;
         }
         d.check_ok
     };
@@ -624,9 +686,12 @@ pub fn detect_prepared(p: &Prepared, key: &Key) -> Detection {
         }]
     };
     for c in p.candidates(&l, &ats) {
-        let d = decode_at(&p.fold(ats[c.fold]), &l, key, c.phase);
-        if consider(d, 1.0, period_start(ats[c.fold].offset, c.phase, h) as f64) {
-            return best;
+        let fold = p.fold(ats[c.fold]);
+        for bits in [64, 128] {
+            let d = decode_at(&fold, &l, key, c.phase, bits);
+            if consider(d, 1.0, period_start(ats[c.fold].offset, c.phase, h) as f64) {
+                return best;
+            }
         }
     }
     // Speed search: coarse (0.25% steps) on the middle 12 s, fine (0.03%) on the middle 20 s,
@@ -652,10 +717,13 @@ pub fn detect_prepared(p: &Prepared, key: &Key) -> Detection {
     let f = 1.0 + fine as f64 * FACTOR_UNIT;
     let (start, _) = p.span(Piece::Fine);
     for c in p.candidates(&l, &ats).iter().take(2) {
-        let d = decode_at(&p.fold(ats[c.fold]), &l, key, c.phase);
+        let fold = p.fold(ats[c.fold]);
         let at = start as f64 + period_start(ats[c.fold].offset, c.phase, h) as f64 * f;
-        if consider(d, (1.0 / f) as f32, at) {
-            return best;
+        for bits in [64, 128] {
+            let d = decode_at(&fold, &l, key, c.phase, bits);
+            if consider(d, (1.0 / f) as f32, at) {
+                return best;
+            }
         }
     }
     best
@@ -718,13 +786,17 @@ mod tests {
         let key = [7u8; 32];
         let x = noise_music(44100, 12.0, 1);
         let mut ch = vec![x.clone(), x];
-        let e = embed(&mut ch, 44100, &key, 0x0123_4567_89ab_cdef).expect("not silent");
+        let e = embed(&mut ch, 44100, &key, Payload::bits64(0x0123_4567_89ab_cdef))
+            .expect("not silent");
         assert!(
             (e.snr_db - TARGET_SNR_DB).abs() < 0.5 || e.strength == MAX_STRENGTH,
             "{e:?}"
         );
         let d = detect(&[&ch[0], &ch[1]], 44100, &key);
-        assert_eq!(d.found.map(|f| f.payload), Some(0x0123_4567_89ab_cdef));
+        assert_eq!(
+            d.found.map(|f| f.payload),
+            Some(Payload::bits64(0x0123_4567_89ab_cdef))
+        );
         let d = detect(&[&ch[0], &ch[1]], 44100, &[8u8; 32]);
         assert!(d.found.is_none());
     }

@@ -27,6 +27,14 @@ pub fn public_key() -> Key {
 
 /// The default payload for a label: the first 64 bits of SHA-256 of its ProduceID, so a file
 /// whose metadata was stripped still links back to the provider's log.
+/// The first 128 bits of SHA-256 of the ProduceID: the default 128-bit (audio) payload.
+pub fn payload_for_id_wide(produce_id: &str) -> u128 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(produce_id.as_bytes());
+    u128::from_be_bytes(d[..16].try_into().expect("16 bytes"))
+}
+
+/// The first 64 bits of SHA-256 of the ProduceID: the default payload.
 pub fn payload_for_id(produce_id: &str) -> u64 {
     use sha2::{Digest, Sha256};
     let d = Sha256::digest(produce_id.as_bytes());
