@@ -421,6 +421,27 @@ fn whiten(r: &mut [f32], hops: usize) {
             r[t * NBINS + j] = (v - 0.5 * (prev + next)).clamp(-1.5, 1.5);
         }
     }
+    // Then, per hop, the residual's own spectral trend (a formant moving between hops leaves a
+    // slope across bins) is removed and the hop scaled to a common spread, so a hop where the
+    // host changed fast (speech onsets) counts no more than a steady one.
+    let mut row = [0f32; NBINS];
+    for t in 0..hops {
+        let out = &mut r[t * NBINS..(t + 1) * NBINS];
+        row.copy_from_slice(out);
+        for j in 0..NBINS {
+            let a = j.saturating_sub(3);
+            let b = (j + 3).min(NBINS - 1);
+            let m = (row[a..=b].iter().sum::<f32>() - row[j]) / (b - a) as f32;
+            out[j] = row[j] - m;
+        }
+        let sd = (out.iter().map(|v| v * v).sum::<f32>() / NBINS as f32).sqrt();
+        if sd > 0.0 {
+            let g = (0.5 / sd).min(4.0);
+            for v in out.iter_mut() {
+                *v *= g;
+            }
+        }
+    }
 }
 
 /// Cells folded modulo the period: `PERIOD * NBINS` sums.
@@ -529,7 +550,7 @@ enum Piece {
     Sync,
     /// The middle 12 s, for the coarse speed search.
     Coarse,
-    /// The middle 20 s, for the fine speed search and its decoding.
+    /// The middle 30 s, for the fine speed search and its decoding.
     Fine,
 }
 
@@ -565,7 +586,7 @@ impl<'a> Prepared<'a> {
             Piece::Whole => return (0, self.mono.len()),
             Piece::Sync => SYNC_SECONDS,
             Piece::Coarse => 12.0,
-            Piece::Fine => 20.0,
+            Piece::Fine => 30.0,
         };
         let n = ((secs * self.sample_rate as f64) as usize).min(self.mono.len());
         ((self.mono.len() - n) / 2, n)
@@ -694,7 +715,7 @@ pub fn detect_prepared(p: &Prepared, key: &Key) -> Detection {
             }
         }
     }
-    // Speed search: coarse (0.25% steps) on the middle 12 s, fine (0.03%) on the middle 20 s,
+    // Speed search: coarse (0.25% steps) on the middle 12 s, fine (0.03%) on the middle 30 s,
     // both reading two sub-hop offsets, then all four offsets at the best factor. Residual
     // drift stays under a hop over each piece.
     let top_z = |piece, factor| {
