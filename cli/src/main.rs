@@ -136,13 +136,19 @@ fn write_one(
                     e.snr_db
                 ));
             }
+            if r.damaged_packets > 0 {
+                text.push_str(&format!(
+                    ", {} damaged packet(s) of the input skipped",
+                    r.damaged_packets
+                ));
+            }
             if r.limiter_db > 0.0 {
                 text.push_str(&format!(", peaks limited by {:.1} dB", r.limiter_db));
             }
             text.push(')');
             Outcome::Done {
                 text,
-                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format, "codec": r.codec, "sample_rate": r.sample_rate, "channels": r.channels, "label": label, "rhythm": r.rhythm_at.map(|at| json!({"start_seconds": at})), "voice_prompt": r.voice_at.map(|at| json!({"start_seconds": at})), "watermark": r.watermark.map(|(p, e)| json!({"payload": p.hex(), "payload_bits": p.bits, "snr_db": e.snr_db, "strength": e.strength})), "limiter_db": r.limiter_db}),
+                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format, "codec": r.codec, "sample_rate": r.sample_rate, "channels": r.channels, "label": label, "rhythm": r.rhythm_at.map(|at| json!({"start_seconds": at})), "voice_prompt": r.voice_at.map(|at| json!({"start_seconds": at})), "watermark": r.watermark.map(|(p, e)| json!({"payload": p.hex(), "payload_bits": p.bits, "snr_db": e.snr_db, "strength": e.strength})), "limiter_db": r.limiter_db, "damaged_packets": r.damaged_packets}),
                 ok: true,
             }
         }

@@ -458,3 +458,36 @@ fn a_128_bit_payload_is_the_produce_id_hash_and_survives_mp3() {
     ]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn a_broken_audio_file_fails_alone_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = source(dir.path(), "good.wav", &["-c:a", "pcm_s16le"]);
+    let bytes = std::fs::read(&good).unwrap();
+    // A RIFF/WAVE header whose data chunk is cut off.
+    let broken = dir.path().join("broken.wav");
+    std::fs::write(&broken, &bytes[..40]).unwrap();
+    let out = dir.path().join("out");
+    let o = aigc(&[
+        "mark",
+        good.to_str().unwrap(),
+        broken.to_str().unwrap(),
+        "--out-dir",
+        out.to_str().unwrap(),
+        "--producer",
+        PRODUCER,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("broken.wav")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(!err.contains("@ 0x"), "FFmpeg's own log leaked: {err}");
+    assert!(out.join("good.wav").exists());
+    assert!(!out.join("broken.wav").exists());
+    assert_eq!(
+        std::fs::read(&broken).unwrap(),
+        &bytes[..40],
+        "the input was touched"
+    );
+}

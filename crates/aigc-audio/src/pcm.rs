@@ -16,6 +16,8 @@ use symphonia::core::probe::Hint;
 pub struct Pcm {
     pub sample_rate: u32,
     pub channels: Vec<Vec<f32>>,
+    /// Packets the decoder could not decode and skipped, as players do (0 for a sound file).
+    pub damaged_packets: usize,
 }
 
 impl Pcm {
@@ -88,7 +90,7 @@ pub fn decode_symphonia_as(path: &Path, downmix: bool) -> Result<Option<Pcm>, St
     };
     let mut pcm = Pcm {
         sample_rate: track.codec_params.sample_rate.unwrap_or(0),
-        channels: Vec::new(),
+        ..Pcm::default()
     };
     let mut buf: Option<SampleBuffer<f32>> = None;
     let mut channels = 0;
@@ -104,8 +106,11 @@ pub fn decode_symphonia_as(path: &Path, downmix: bool) -> Result<Option<Pcm>, St
         }
         let decoded = match decoder.decode(&packet) {
             Ok(d) => d,
-            // A damaged packet in a lossy stream is skipped, as players do.
-            Err(SymError::DecodeError(_)) => continue,
+            // A damaged packet is skipped, as players do, and counted for the report.
+            Err(SymError::DecodeError(_)) => {
+                pcm.damaged_packets += 1;
+                continue;
+            }
             Err(e) => return Err(format!("cannot decode the audio: {e}")),
         };
         let spec = *decoded.spec();

@@ -32,6 +32,8 @@ pub struct SoundReport {
     /// Where the voice prompt starts, seconds.
     pub voice_at: Option<f64>,
     pub watermark: Option<(Payload, Embedded)>,
+    /// Packets of the input that could not be decoded and were skipped.
+    pub damaged_packets: usize,
     /// Gain the limiter took off the loudest peak to prevent clipping, dB (0: none needed).
     pub limiter_db: f32,
 }
@@ -51,6 +53,7 @@ fn decode(path: &Path, src: &transcode::Source, downmix: bool) -> Result<Pcm, St
             Pcm {
                 sample_rate: p.sample_rate,
                 channels: vec![p.mono()],
+                damaged_packets: p.damaged_packets,
             }
         } else {
             p
@@ -105,6 +108,7 @@ pub fn mark_file(
         format: Some(format),
         sample_rate: audio.sample_rate,
         channels: audio.channels.len(),
+        damaged_packets: audio.damaged_packets,
         ..SoundReport::default()
     };
     // The watermark first: it modulates what it finds, and the tone must stay a clean tone.

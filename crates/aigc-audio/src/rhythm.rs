@@ -360,6 +360,7 @@ mod tests {
         let mut pcm = Pcm {
             sample_rate: sr,
             channels: vec![vec![0.0; sr as usize * 3]; 2],
+            damaged_packets: 0,
         };
         let style = RhythmStyle::default();
         let at = apply(&mut pcm, &style);
@@ -378,10 +379,12 @@ mod tests {
         let voice = Pcm {
             sample_rate: 16000,
             channels: vec![(0..16000).map(|i| (i as f32 * 0.2).sin() * 0.5).collect()],
+            damaged_packets: 0,
         };
         let mut pcm = Pcm {
             sample_rate: 48000,
             channels: vec![vec![0.25; 48000]; 2],
+            damaged_packets: 0,
         };
         let at = insert_voice(&mut pcm, &voice, VoiceAt::End);
         assert_eq!(pcm.len(), 48000 + 14400 + 48000);

