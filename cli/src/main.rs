@@ -148,7 +148,7 @@ fn write_one(
             text.push(')');
             Outcome::Done {
                 text,
-                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format, "codec": r.codec, "sample_rate": r.sample_rate, "channels": r.channels, "label": label, "rhythm": r.rhythm_at.map(|at| json!({"start_seconds": at})), "voice_prompt": r.voice_at.map(|at| json!({"start_seconds": at})), "watermark": r.watermark.map(|(p, e)| json!({"payload": p.hex(), "payload_bits": p.bits, "snr_db": e.snr_db, "strength": e.strength})), "limiter_db": r.limiter_db, "damaged_packets": r.damaged_packets}),
+                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format, "codec": r.codec, "sample_rate": r.sample_rate, "channels": r.channels, "label": label, "rhythm": r.rhythm_at.map(|at| json!({"start_seconds": at})), "voice_prompt": r.voice_at.map(|at| json!({"start_seconds": at})), "watermark": r.watermark.map(|(p, e)| json!({"payload": p.hex(), "payload_bits": p.bits, "snr_db": e.snr_db, "strength": e.strength})), "limiter_db": r.limiter_db, "damaged_packets": r.damaged_packets, "seconds": r.seconds, "watermark_readable": r.seconds >= aigc_audio::watermark::MIN_SECONDS}),
                 ok: true,
             }
         }

@@ -34,6 +34,8 @@ pub struct SoundReport {
     pub watermark: Option<(Payload, Embedded)>,
     /// Packets of the input that could not be decoded and were skipped.
     pub damaged_packets: usize,
+    /// Length of the input's sound, seconds (before any label was inserted).
+    pub seconds: f64,
     /// Gain the limiter took off the loudest peak to prevent clipping, dB (0: none needed).
     pub limiter_db: f32,
 }
@@ -109,6 +111,7 @@ pub fn mark_file(
         sample_rate: audio.sample_rate,
         channels: audio.channels.len(),
         damaged_packets: audio.damaged_packets,
+        seconds: audio.seconds(),
         ..SoundReport::default()
     };
     // The watermark first: it modulates what it finds, and the tone must stay a clean tone.

@@ -34,6 +34,8 @@ const BAND: (usize, usize) = (16, 112);
 const NBINS: usize = BAND.1 - BAND.0;
 /// Hops per period of the pattern (3.41 s).
 pub const PERIOD: usize = 256;
+/// Seconds of sound the detector needs at least: one period.
+pub const MIN_SECONDS: f64 = PERIOD as f64 / HOPS_PER_SECOND;
 /// One cell in this many is a pilot.
 const PILOT_EVERY: usize = 4;
 /// The change sits this far under the signal (the issue asks >= 35 dB on music).
