@@ -463,28 +463,17 @@ fn verify(a: VerifyArgs, cfg: &config::Config) -> Result<batch::Summary, String>
                     verdict.verdict = Verdict::NonCompliant;
                 }
             }
-            let mut text = format!(
-                "{:<14} {:<5} {}",
-                verdict.verdict.as_str(),
-                fs.format.name(),
-                job.input.display()
+            let mut text = report_head(
+                job,
+                &fs,
+                &mut verdict,
+                pixels.watermark.as_ref().map(|wm| {
+                    (
+                        format!("{:016x}", wm.payload),
+                        wm.false_positive_probability,
+                    )
+                }),
             );
-            if let Some(l) = &verdict.label {
-                text.push_str(&format!("\n    label: {}", l.to_json()));
-            }
-            if let Some(wm) = &pixels.watermark {
-                if verdict.verdict == Verdict::NotFound {
-                    verdict.findings.push(Finding::warning(
-                        FindingCode::WatermarkOnly,
-                        None,
-                        format!("no metadata label, but this tool's watermark (payload {:016x}) is present: the metadata was probably stripped; label it 3 (suspected) when distributing", wm.payload),
-                    ));
-                }
-                text.push_str(&format!(
-                    "\n    watermark: payload {:016x} (false-positive probability {:.1e})",
-                    wm.payload, wm.false_positive_probability
-                ));
-            }
             if let Some(v) = &pixels.visible {
                 text.push_str(&format!(
                     "\n    visible: {} at {}, {:.1}% of the shortest side",
@@ -527,15 +516,15 @@ fn verify(a: VerifyArgs, cfg: &config::Config) -> Result<batch::Summary, String>
     ))
 }
 
-/// `verify`'s report for an audio file: metadata, watermark and rhythm label.
-fn verify_sound(
+/// The first lines of `verify`'s report: verdict, format and path, the label, and the
+/// watermark (payload hex, false-positive probability) when found. A watermark without a
+/// metadata label adds the `watermark_only` finding, for images and audio alike.
+fn report_head(
     job: &Job,
     fs: &aigc_meta::FileScan,
-    mut verdict: aigc_core::Assessment,
-    sound: &aigc_audio::pipeline::SoundInspection,
-    watermark_checked: bool,
-    require: bool,
-) -> Outcome {
+    verdict: &mut aigc_core::Assessment,
+    watermark: Option<(String, f64)>,
+) -> String {
     let mut text = format!(
         "{:<14} {:<5} {}",
         verdict.verdict.as_str(),
@@ -545,19 +534,39 @@ fn verify_sound(
     if let Some(l) = &verdict.label {
         text.push_str(&format!("\n    label: {}", l.to_json()));
     }
-    if let Some(wm) = &sound.watermark {
+    if let Some((payload, fp)) = watermark {
         if verdict.verdict == Verdict::NotFound {
             verdict.findings.push(Finding::warning(
                 FindingCode::WatermarkOnly,
                 None,
-                format!("no metadata label, but this tool's watermark (payload {:016x}) is present: the metadata was probably stripped; label it 3 (suspected) when distributing", wm.payload),
+                format!("no metadata label, but this tool's watermark (payload {payload}) is present: the metadata was probably stripped; label it 3 (suspected) when distributing"),
             ));
         }
         text.push_str(&format!(
-            "\n    watermark: payload {:016x} (false-positive probability {:.1e})",
-            wm.payload, wm.false_positive_probability
+            "\n    watermark: payload {payload} (false-positive probability {fp:.1e})"
         ));
     }
+    text
+}
+
+/// `verify`'s report for an audio file: metadata, watermark and rhythm label.
+fn verify_sound(
+    job: &Job,
+    fs: &aigc_meta::FileScan,
+    mut verdict: aigc_core::Assessment,
+    sound: &aigc_audio::pipeline::SoundInspection,
+    watermark_checked: bool,
+    require: bool,
+) -> Outcome {
+    let mut text = report_head(
+        job,
+        fs,
+        &mut verdict,
+        sound
+            .watermark
+            .as_ref()
+            .map(|wm| (wm.payload.hex(), wm.false_positive_probability)),
+    );
     for r in &sound.rhythm {
         text.push_str(&format!(
             "\n    rhythm label (.- ..): {:.2}-{:.2} s at {:.0} Hz",

@@ -36,16 +36,22 @@ impl Pcm {
 
     /// The mean of the channels.
     pub fn mono(&self) -> Vec<f32> {
-        let n = self.channels.len().max(1) as f32;
-        (0..self.len())
-            .map(|i| self.channels.iter().map(|c| c[i]).sum::<f32>() / n)
-            .collect()
+        mix(&self.slices())
     }
 
     /// Channel slices, for the DSP functions.
     pub fn slices(&self) -> Vec<&[f32]> {
         self.channels.iter().map(Vec::as_slice).collect()
     }
+}
+
+/// The mean of planar channels, over the shortest one.
+pub fn mix(channels: &[&[f32]]) -> Vec<f32> {
+    let len = channels.iter().map(|c| c.len()).min().unwrap_or(0);
+    let n = channels.len().max(1) as f32;
+    (0..len)
+        .map(|i| channels.iter().map(|c| c[i]).sum::<f32>() / n)
+        .collect()
 }
 
 /// Decodes the first audio track of `path`. `Ok(None)` means symphonia has no decoder for the

@@ -174,21 +174,25 @@ fn set_flac_total_samples(flac: &mut [u8], total: u64) {
 pub fn limit(pcm: &mut Pcm) -> f32 {
     const CEILING: f32 = 0.999;
     let n = pcm.len();
-    let peak: Vec<f32> = (0..n)
-        .map(|i| pcm.channels.iter().map(|c| c[i].abs()).fold(0.0, f32::max))
+    // The gain each sample needs to stay under the ceiling, across channels.
+    let need: Vec<f32> = (0..n)
+        .map(|i| {
+            let p = pcm.channels.iter().map(|c| c[i].abs()).fold(0.0, f32::max);
+            if p > CEILING {
+                CEILING / p
+            } else {
+                1.0
+            }
+        })
         .collect();
-    if peak.iter().all(|&p| p <= CEILING) {
+    if need.iter().all(|&g| g == 1.0) {
         return 0.0;
     }
     let sr = pcm.sample_rate as usize;
     let attack = (sr / 200).max(1);
     let release = (sr / 20).max(1);
-    // The gain each sample needs, spread back over the attack (a running minimum), then
-    // released exponentially: never above what any sample in reach needs.
-    let need: Vec<f32> = peak
-        .iter()
-        .map(|&p| if p > CEILING { CEILING / p } else { 1.0 })
-        .collect();
+    // Spread back over the attack (a running minimum), then released exponentially: never
+    // above what any sample in reach needs.
     let mut gain = vec![1f32; n];
     let mut next_need = 1.0f32;
     for i in (0..n).rev() {
@@ -205,15 +209,12 @@ pub fn limit(pcm: &mut Pcm) -> f32 {
         g = (g + (1.0 - g) * k).min(*v);
         *v = g;
     }
-    let mut worst = 1.0f32;
     for c in &mut pcm.channels {
         for (x, g) in c.iter_mut().zip(&gain) {
             *x = (*x * g).clamp(-CEILING, CEILING);
         }
     }
-    for g in &gain {
-        worst = worst.min(*g);
-    }
+    let worst = gain.iter().copied().fold(1.0f32, f32::min);
     -20.0 * worst.log10()
 }
 

@@ -650,11 +650,7 @@ pub struct Detection {
 
 /// Looks for the mark of `key` in `channels` (planar) at `sample_rate`.
 pub fn detect(channels: &[&[f32]], sample_rate: u32, key: &Key) -> Detection {
-    let len = channels.iter().map(|c| c.len()).min().unwrap_or(0);
-    let mono: Vec<f32> = (0..len)
-        .map(|i| channels.iter().map(|c| c[i]).sum::<f32>() / channels.len().max(1) as f32)
-        .collect();
-    detect_mono(&mono, sample_rate, key)
+    detect_mono(&crate::pcm::mix(channels), sample_rate, key)
 }
 
 /// [`detect`] on a mono mix.
