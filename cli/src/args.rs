@@ -133,6 +133,34 @@ pub struct MarkArgs {
     pub no_plate: bool,
     #[command(flatten)]
     pub rhythm: RhythmArgs,
+    #[command(flatten)]
+    pub video: VideoArgs,
+}
+
+/// How videos are labeled and re-encoded.
+#[derive(Args, Debug)]
+pub struct VideoArgs {
+    /// Video: how long the visible label shows, seconds (GB 45438: at least 2).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+    pub visible_seconds: f64,
+    /// Video: which frames show the visible label: start, end or all.
+    #[arg(long, value_name = "WHERE", default_value = "start", value_parser = parse_visible_at)]
+    pub visible_at: aigc_video::Span,
+    /// Video: the encoder's constant rate factor (default: matched to the input's bits per pixel).
+    #[arg(long, value_name = "CRF")]
+    pub crf: Option<f32>,
+    /// Video: the encoder's speed preset (x264/x265: ultrafast ... veryslow; default medium).
+    #[arg(long, value_name = "PRESET")]
+    pub preset: Option<String>,
+}
+
+fn parse_visible_at(s: &str) -> Result<aigc_video::Span, String> {
+    match s {
+        "start" => Ok(aigc_video::Span::Start),
+        "end" => Ok(aigc_video::Span::End),
+        "all" => Ok(aigc_video::Span::All),
+        _ => Err("expected start, end or all".into()),
+    }
 }
 
 /// The audible label for audio files: Morse "AI" (.- ..) as a tone.

@@ -152,6 +152,56 @@ fn write_one(
                 ok: true,
             }
         }
+        Ok(Marked::Video(r)) => {
+            let e = &r.encoder;
+            let mut text = format!(
+                "{verb} {} -> {} ({}/{} crf {} preset {}, {}x{}, {} frames, {:.2} s, {id_name} {id}",
+                job.input.display(),
+                out.display(),
+                r.format.name(),
+                e.encoder,
+                e.crf,
+                e.preset,
+                r.width,
+                r.height,
+                r.frames,
+                r.seconds,
+            );
+            if let Some(v) = &r.visible {
+                text.push_str(&format!(
+                    ", visible label {:.1}% high on {} frames ({:.2}-{:.2} s)",
+                    v.placement.height_ratio * 100.0,
+                    v.frames,
+                    v.from_seconds,
+                    v.to_seconds
+                ));
+            }
+            if let Some((payload, psnr)) = &r.watermark {
+                text.push_str(&format!(", watermark {payload:016x} at {psnr:.1} dB"));
+            }
+            if !r.copied.is_empty() {
+                text.push_str(&format!(", copied: {}", r.copied.join(", ")));
+            }
+            if !r.dropped.is_empty() {
+                text.push_str(&format!(
+                    ", left out (the container cannot take them): {}",
+                    r.dropped.join(", ")
+                ));
+            }
+            if r.damaged_packets > 0 {
+                text.push_str(&format!(
+                    ", {} damaged packet(s) of the input skipped",
+                    r.damaged_packets
+                ));
+            }
+            text.push(')');
+            let visible = r.visible.map(|v| json!({"ink_box": v.placement.ink, "plate_box": v.placement.plate, "text_height_ratio": v.placement.height_ratio, "frames": v.frames, "from_seconds": v.from_seconds, "to_seconds": v.to_seconds}));
+            Outcome::Done {
+                text,
+                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": r.format.name(), "muxer": r.muxer, "decoder": r.decoder, "encoder": e.encoder, "crf": e.crf, "preset": e.preset, "width": r.width, "height": r.height, "pixel_format": r.pixel_format, "frames": r.frames, "seconds": r.seconds, "label": label, "visible": visible, "watermark": r.watermark.map(|(p, psnr)| json!({"payload": format!("{p:016x}"), "psnr_db": psnr})), "copied_streams": r.copied, "dropped_streams": r.dropped, "chapters": r.chapters, "damaged_packets": r.damaged_packets}),
+                ok: true,
+            }
+        }
         Ok(Marked::Pixels(r)) => {
             let format = r.format.map(|f| f.name()).unwrap_or("?");
             let mut text = format!(
@@ -187,6 +237,7 @@ fn write_one(
 enum Marked {
     Pixels(PixelReport),
     Sound(SoundReport),
+    Video(Box<aigc_video::VideoReport>),
 }
 
 /// The font for visible labels: `--font`, or the embedded one. Refuses text it cannot draw.
@@ -329,6 +380,19 @@ fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
         opacity: a.visible_opacity,
         ..LabelStyle::default()
     };
+    if !(a.video.visible_seconds >= 2.0 && a.video.visible_seconds.is_finite()) {
+        return Err(format!(
+            "--visible-seconds {} is under 2 (GB 45438: the label shows for at least the opening 2 s)",
+            a.video.visible_seconds
+        ));
+    }
+    if a.video.crf.is_some_and(|c| !(0.0..=63.0).contains(&c)) {
+        return Err("--crf is outside 0-63".into());
+    }
+    let encode = aigc_video::EncodeSettings {
+        crf: a.video.crf,
+        preset: a.video.preset.clone(),
+    };
     let rhythm = rhythm_style(&a.rhythm)?;
     let voice = a
         .rhythm
@@ -390,15 +454,33 @@ fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
                 watermark: (!a.no_watermark).then_some((&key, payload)),
                 voice: voice.as_ref().map(|v| (v, a.rhythm.voice_at)),
             };
+            let video = aigc_video::VideoLayers {
+                visible: font.as_ref().map(|font| aigc_video::VisibleLabel {
+                    style: &style,
+                    font,
+                    seconds: a.video.visible_seconds,
+                    span: a.video.visible_at,
+                }),
+                watermark: (!a.no_watermark).then_some((&key, image_payload)),
+                encode: encode.clone(),
+            };
             write_one(
                 job,
                 out,
                 &label,
                 "marked",
                 ("ProduceID", &label.produce_id),
-                || match aigc_audio::pipeline::mark_file(&job.input, out, &label, &opts, &sound)? {
-                    Some(r) => Ok(Marked::Sound(r)),
-                    None => mark_file(&job.input, out, &label, &opts, &layers).map(Marked::Pixels),
+                || {
+                    if let Some(r) =
+                        aigc_audio::pipeline::mark_file(&job.input, out, &label, &opts, &sound)?
+                    {
+                        return Ok(Marked::Sound(r));
+                    }
+                    if let Some(r) = aigc_video::mark_file(&job.input, out, &label, &opts, &video)?
+                    {
+                        return Ok(Marked::Video(Box::new(r)));
+                    }
+                    mark_file(&job.input, out, &label, &opts, &layers).map(Marked::Pixels)
                 },
             )
         },
@@ -442,6 +524,37 @@ fn verify(a: VerifyArgs, cfg: &config::Config) -> Result<batch::Summary, String>
                         json["sound_error"] = json!(e);
                     }
                     return o;
+                }
+            }
+            match aigc_video::inspect_file(
+                &job.input,
+                fs.format,
+                &font,
+                &text_to_find,
+                key.as_ref(),
+            ) {
+                Ok(None) => {}
+                Ok(Some(v)) => {
+                    return verify_video(
+                        job,
+                        &fs,
+                        verdict,
+                        Ok(&v),
+                        &text_to_find,
+                        key.is_some(),
+                        require,
+                    )
+                }
+                Err(e) => {
+                    return verify_video(
+                        job,
+                        &fs,
+                        verdict,
+                        Err(&e),
+                        &text_to_find,
+                        key.is_some(),
+                        require,
+                    )
                 }
             }
             // A file whose metadata reads but whose pixels do not still gets its metadata verdict.
@@ -591,6 +704,95 @@ fn verify_sound(
             "occurrences": sound.rhythm.iter().map(|r| json!({"start_seconds": r.start_seconds, "end_seconds": r.end_seconds, "frequency_hz": r.frequency_hz, "dot_ms": r.dot_ms})).collect::<Vec<_>>(),
         })),
         "seconds": sound.decoded.then_some(sound.seconds),
+    });
+    Outcome::Done {
+        text,
+        json,
+        ok: !require || verdict.verdict == Verdict::Compliant,
+    }
+}
+
+/// `verify`'s report for a video: metadata, watermark, and the visible label with how long it
+/// shows. A video whose frames cannot be read keeps its metadata verdict.
+fn verify_video(
+    job: &Job,
+    fs: &aigc_meta::FileScan,
+    mut verdict: aigc_core::Assessment,
+    pictures: Result<&aigc_video::VideoInspection, &String>,
+    text_to_find: &str,
+    watermark_checked: bool,
+    require: bool,
+) -> Outcome {
+    let v = pictures.ok();
+    if let Some(found) = v.and_then(|v| v.visible) {
+        let l = found.label;
+        if l.text_height_ratio < aigc_image::MIN_HEIGHT_RATIO {
+            verdict.findings.push(Finding::error(
+                FindingCode::VisibleTooSmall,
+                None,
+                format!("the visible label at {} is {:.1}% of the shortest side tall; GB 45438 requires at least 5%", l.position.name(), l.text_height_ratio * 100.0),
+            ));
+        }
+        if found.until_seconds < 2.0 {
+            verdict.findings.push(Finding::error(
+                FindingCode::VisibleTooShort,
+                None,
+                format!("the visible label shows for about {:.1} s of the opening; GB 45438 requires at least 2 s", found.until_seconds),
+            ));
+        }
+        if (l.text_height_ratio < aigc_image::MIN_HEIGHT_RATIO || found.until_seconds < 2.0)
+            && matches!(verdict.verdict, Verdict::Compliant | Verdict::NotFound)
+        {
+            verdict.verdict = Verdict::NonCompliant;
+        }
+    }
+    let mut text = report_head(
+        job,
+        fs,
+        &mut verdict,
+        v.and_then(|v| v.watermark.as_ref()).map(|wm| {
+            (
+                format!("{:016x}", wm.payload),
+                wm.false_positive_probability,
+            )
+        }),
+    );
+    if let Some(found) = v.and_then(|v| v.visible) {
+        text.push_str(&format!(
+            "\n    visible: {} at {}, {:.1}% of the shortest side, in the opening {}{:.1} s",
+            text_to_find,
+            found.label.position.name(),
+            found.label.text_height_ratio * 100.0,
+            if found.beyond_scan { "≥ " } else { "" },
+            found.until_seconds
+        ));
+    }
+    for f in &verdict.findings {
+        text.push_str(&format!("\n    {f}"));
+    }
+    if let Err(e) = pictures {
+        text.push_str(&format!("\n    pictures not checked: {e}"));
+    }
+    let json = json!({
+        "path": job.input.display().to_string(),
+        "format": fs.format.name(),
+        "verdict": verdict.verdict,
+        "metadata": {"label": verdict.label, "carriers": verdict.carriers, "findings": verdict.findings},
+        "watermark": match (watermark_checked, v) {
+            (false, _) | (_, None) => serde_json::Value::Null,
+            (true, Some(v)) => match &v.watermark {
+                Some(wm) => json!({"detected": true, "payload": format!("{:016x}", wm.payload), "false_positive_probability": wm.false_positive_probability, "scale": wm.scale, "rotation_deg": wm.rotation_deg, "frames": v.watermark_frames}),
+                None => json!({"detected": false, "payload": null, "false_positive_probability": null, "frames": v.watermark_frames}),
+            },
+        },
+        "visible": v.map(|v| match v.visible {
+            Some(f) => json!({"detected": true, "position": f.label.position.name(), "text_height_ratio": f.label.text_height_ratio, "score": f.label.score, "until_seconds": f.until_seconds, "beyond_scan": f.beyond_scan}),
+            None => json!({"detected": false, "position": null, "text_height_ratio": null}),
+        }),
+        "seconds": v.and_then(|v| v.seconds),
+        "width": v.map(|v| v.width),
+        "height": v.map(|v| v.height),
+        "pixels_error": pictures.err(),
     });
     Outcome::Done {
         text,

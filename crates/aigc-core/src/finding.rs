@@ -41,6 +41,8 @@ pub enum FindingCode {
     DisagreeingCopies,
     /// A visible label was found whose text is under 5% of the shortest side tall.
     VisibleTooSmall,
+    /// A video's visible label shows for less than the opening 2 s GB 45438 requires.
+    VisibleTooShort,
     /// A watermark was found although the file carries no metadata label (stripped metadata).
     WatermarkOnly,
 }
@@ -63,6 +65,7 @@ impl FindingCode {
             FindingCode::DuplicateCopies => "duplicate_copies",
             FindingCode::DisagreeingCopies => "disagreeing_copies",
             FindingCode::VisibleTooSmall => "visible_too_small",
+            FindingCode::VisibleTooShort => "visible_too_short",
             FindingCode::WatermarkOnly => "watermark_only",
         }
     }

@@ -449,6 +449,47 @@ pub fn draw_label_any<F: Font>(
     Ok(placement(&plan, &st, style))
 }
 
+/// The label as a layer to composite onto pixels this crate does not hold (video frames in
+/// YUV): over `rect`, per pixel, its opacity and how white it is (the text is white, the plate
+/// black, so one grey level describes the colour and chroma goes to neutral).
+#[derive(Clone, Debug)]
+pub struct LabelLayer {
+    pub rect: [u32; 4],
+    /// (alpha, white share) per pixel of `rect`, row-major.
+    pub pixels: Vec<(f32, f32)>,
+    pub placement: Placement,
+}
+
+/// Lays out and renders the label for a `w` x `h` picture whose content under the plate has
+/// mean brightness `beneath` (0 black to 1 white), which sets the plate's opacity.
+pub fn label_layer<F: Font>(
+    w: u32,
+    h: u32,
+    font: &F,
+    style: &LabelStyle,
+    beneath: f32,
+) -> Result<LabelLayer, LabelError> {
+    let plan = plan(w, h, font, style)?;
+    let st = stamp(font, &plan, style, plate_alpha_over(beneath));
+    let placement = placement(&plan, &st, style);
+    Ok(LabelLayer {
+        rect: st.rect,
+        pixels: st.px,
+        placement,
+    })
+}
+
+/// Where the plate of the label for a `w` x `h` picture goes, before anything is rendered (to
+/// measure the brightness beneath it).
+pub fn plate_box<F: Font>(
+    w: u32,
+    h: u32,
+    font: &F,
+    style: &LabelStyle,
+) -> Result<[u32; 4], LabelError> {
+    Ok(plan(w, h, font, style)?.plate)
+}
+
 fn placement(plan: &Plan, st: &Stamp, style: &LabelStyle) -> Placement {
     Placement {
         ink: st.ink,
@@ -472,7 +513,12 @@ fn plate_alpha<I: GenericImageView<Pixel = Rgba<u8>>>(img: &I, r: [u32; 4]) -> f
             n += 1;
         }
     }
-    0.45 + 0.35 * sum / n.max(1) as f32
+    plate_alpha_over(sum / n.max(1) as f32)
+}
+
+/// The plate's opacity over content of mean brightness `beneath` (0 black to 1 white).
+fn plate_alpha_over(beneath: f32) -> f32 {
+    0.45 + 0.35 * beneath.clamp(0.0, 1.0)
 }
 
 #[cfg(test)]

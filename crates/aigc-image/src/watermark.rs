@@ -22,7 +22,7 @@ pub const TILE: usize = 128;
 /// Band of DFT radii (in tile bins) the bits live in: periods of 128/20 = 6.4 to 128/6 = 21 px.
 const BAND: (f32, f32) = (6.0, 20.0);
 /// Target RMS of the luma change, in 8-bit grey levels (PSNR about 42 dB before clipping).
-const TARGET_RMS: f32 = 1.9;
+pub const TARGET_RMS: f32 = 1.9;
 /// The gain may not exceed this, so an image with almost no texture is not given a visible
 /// pattern to reach the target.
 const MAX_GAIN: f32 = 3.0;
@@ -299,8 +299,14 @@ fn half_res_mask<S: Channel>(
                 * (luma(y0 * w + x0) + luma(y0 * w + x1) + luma(y1 * w + x0) + luma(y1 * w + x1));
         }
     }
-    let (_, sd) = local_std(&half, hw, hh, 2);
-    (sd.iter().map(|s| (s / 4.0).clamp(0.35, 2.5)).collect(), hw)
+    (mask_from_half(&half, hw, hh), hw)
+}
+
+/// The perceptual mask from half-resolution luma: local standard deviation over 5 x 5 (about
+/// 10 x 10 pixels), over 4, clamped to 0.35-2.5.
+fn mask_from_half(half: &[f32], hw: usize, hh: usize) -> Vec<f32> {
+    let (_, sd) = local_std(half, hw, hh, 2);
+    sd.iter().map(|s| (s / 4.0).clamp(0.35, 2.5)).collect()
 }
 
 /// A channel type the watermark writes: 8 or 16 bits.
@@ -376,13 +382,153 @@ fn whitened(img: &DynamicImage) -> (Vec<f32>, usize, usize) {
         &central
     };
     let (y, w, h) = luma(img);
-    let (m, sd) = local_std(&y, w, h, 4);
-    let r = y
-        .iter()
+    (whiten(&y, w, h), w, h)
+}
+
+/// Local mean removed, divided by local contrast (luma in 8-bit levels).
+fn whiten(y: &[f32], w: usize, h: usize) -> Vec<f32> {
+    let (m, sd) = local_std(y, w, h, 4);
+    y.iter()
         .zip(m.iter().zip(&sd))
         .map(|(v, (m, s))| (v - m) / (s + 2.0))
-        .collect();
-    (r, w, h)
+        .collect()
+}
+
+/// A luma plane laid out the way video decoders hand it over: rows `stride` bytes apart,
+/// samples of one byte (`bits` 8) or two little-endian bytes holding `bits` significant bits.
+pub struct LumaPlane<'a> {
+    pub data: &'a mut [u8],
+    pub stride: usize,
+    pub width: usize,
+    pub height: usize,
+    pub bits: u32,
+}
+
+impl LumaPlane<'_> {
+    fn wide(&self) -> bool {
+        self.bits > 8
+    }
+    fn max(&self) -> f32 {
+        ((1u32 << self.bits) - 1) as f32
+    }
+    /// Sample `x` of row `y`, in the plane's own units.
+    #[inline]
+    fn get(&self, x: usize, y: usize) -> f32 {
+        if self.wide() {
+            let i = y * self.stride + 2 * x;
+            u16::from_le_bytes([self.data[i], self.data[i + 1]]) as f32
+        } else {
+            self.data[y * self.stride + x] as f32
+        }
+    }
+}
+
+/// Adds the watermark tile `tile` (from [`tile`]) to a luma plane in place under the same
+/// perceptual mask as [`embed`], aiming at an RMS change of `target_rms` 8-bit levels
+/// ([`TARGET_RMS`] is the images' strength). Returns the sum of squared changes in 8-bit
+/// levels, for the caller's PSNR over many frames.
+pub fn embed_plane(plane: &mut LumaPlane, tile: &[f32], target_rms: f32) -> f64 {
+    let (w, h) = (plane.width, plane.height);
+    if w < 2 || h < 2 {
+        return 0.0;
+    }
+    let to8 = 255.0 / plane.max();
+    let (hw, hh) = (w.div_ceil(2), h.div_ceil(2));
+    let mut half = vec![0f32; hw * hh];
+    for (hy, row) in half.chunks_exact_mut(hw).enumerate() {
+        let (y0, y1) = (2 * hy, (2 * hy + 1).min(h - 1));
+        for (hx, v) in row.iter_mut().enumerate() {
+            let (x0, x1) = (2 * hx, (2 * hx + 1).min(w - 1));
+            *v = 0.25
+                * to8
+                * (plane.get(x0, y0) + plane.get(x1, y0) + plane.get(x0, y1) + plane.get(x1, y1));
+        }
+    }
+    let mask = mask_from_half(&half, hw, hh);
+    let rms_mask = (mask.iter().map(|m| m * m).sum::<f32>() / mask.len() as f32).sqrt();
+    let gain = (target_rms / rms_mask).min(MAX_GAIN * target_rms / TARGET_RMS);
+    let scale = plane.max() / 255.0;
+    let max = plane.max();
+    let wide = plane.wide();
+    let mut sum_sq = 0f64;
+    for y in 0..h {
+        let trow = &tile[(y % TILE) * TILE..(y % TILE + 1) * TILE];
+        let mrow = &mask[(y / 2) * hw..(y / 2 + 1) * hw];
+        let row = &mut plane.data[y * plane.stride..];
+        let mut row_sq = 0f32;
+        if wide {
+            for (x, px) in row.chunks_exact_mut(2).take(w).enumerate() {
+                let old = u16::from_le_bytes([px[0], px[1]]) as f32;
+                let dv = gain * mrow[x / 2] * trow[x & (TILE - 1)] * scale;
+                let new = (old + dv + 0.5).clamp(0.0, max + 0.49) as u16;
+                px.copy_from_slice(&new.to_le_bytes());
+                let a = (new as f32 - old) / scale;
+                row_sq += a * a;
+            }
+        } else {
+            for (x, px) in row.iter_mut().take(w).enumerate() {
+                let old = *px as f32;
+                let dv = gain * mrow[x / 2] * trow[x & (TILE - 1)];
+                let new = (old + dv + 0.5).clamp(0.0, 255.49) as u8;
+                *px = new;
+                let a = new as f32 - old;
+                row_sq += a * a;
+            }
+        }
+        sum_sq += row_sq as f64;
+    }
+    sum_sq
+}
+
+/// Whitened luma summed over many frames of one size, for detection that folds over time as
+/// well as over tiles: the mark is the same in every frame, moving content averages out.
+#[derive(Clone, Default)]
+pub struct FrameStack {
+    sum: Vec<f32>,
+    w: usize,
+    h: usize,
+    frames: usize,
+}
+
+impl FrameStack {
+    pub fn new() -> FrameStack {
+        FrameStack::default()
+    }
+
+    /// Adds one frame's luma plane (its central 2048 x 2048 at most). Frames of another size
+    /// than the first are ignored.
+    pub fn add(&mut self, plane: &LumaPlane) {
+        let (cw, ch) = (plane.width.min(2048), plane.height.min(2048));
+        if cw < 32 || ch < 32 {
+            return;
+        }
+        if self.frames > 0 && (cw, ch) != (self.w, self.h) {
+            return;
+        }
+        let (x0, y0) = ((plane.width - cw) / 2, (plane.height - ch) / 2);
+        let to8 = 255.0 / plane.max();
+        let mut y = Vec::with_capacity(cw * ch);
+        for row in y0..y0 + ch {
+            y.extend((x0..x0 + cw).map(|x| plane.get(x, row) * to8));
+        }
+        let r = whiten(&y, cw, ch);
+        if self.frames == 0 {
+            (self.sum, self.w, self.h) = (r, cw, ch);
+        } else {
+            self.sum.iter_mut().zip(&r).for_each(|(s, v)| *s += v);
+        }
+        self.frames += 1;
+    }
+
+    /// Frames added so far.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// The stack made ready for [`detect_prepared`]; `None` before any frame was added.
+    pub fn prepare(&self) -> Option<Prepared> {
+        (self.frames > 0).then(|| prepared_from_residual(self.sum.clone(), self.w, self.h))
+    }
 }
 
 /// An affine grid: tile coordinates of image pixel (x, y) are
@@ -835,6 +981,10 @@ pub struct Prepared {
 /// Prepares `img` for [`detect_prepared`].
 pub fn prepare(img: &DynamicImage) -> Prepared {
     let (r, w, h) = whitened(img);
+    prepared_from_residual(r, w, h)
+}
+
+fn prepared_from_residual(r: Vec<f32>, w: usize, h: usize) -> Prepared {
     let identity = if w >= 32 && h >= 32 {
         folded_spectra(&r, w, h, Grid::IDENTITY, &mut RealFft2::new(TILE, TILE))
     } else {

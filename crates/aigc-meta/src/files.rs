@@ -123,8 +123,21 @@ pub fn scan_file(path: &Path) -> Result<FileScan> {
 /// that clones files (XFS, btrfs), the temporary file is a clone with only the label's bytes
 /// written, so relabeling a large file costs about as much as relabeling a small one.
 pub fn write_file(src: &Path, dst: &Path, label: &Label, opts: &WriteOptions) -> Result<Format> {
+    write_file_like(src, src, dst, label, opts)
+}
+
+/// Like [`write_file`] for a re-encoded file too large to hold in memory (video): `src` is the
+/// re-encoding, streamed through the handler; the output gets `like`'s permissions (the input
+/// the user gave, not the temporary file).
+pub fn write_file_like(
+    src: &Path,
+    like: &Path,
+    dst: &Path,
+    label: &Label,
+    opts: &WriteOptions,
+) -> Result<Format> {
     let (file, handler) = open_input(src)?;
-    let perms = file.metadata()?.permissions();
+    let perms = std::fs::metadata(like)?.permissions();
     let dir = match dst.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -1,0 +1,275 @@
+//! `verify` for video: decode the opening seconds to see how long the visible label shows, and
+//! a spread of frames (those, then keyframes found by seeking) stacked for the watermark.
+//! Never writes; never decodes the whole file.
+
+use crate::planes;
+use crate::{ffmpeg_error, init, pick_video_stream, seconds_of};
+use ab_glyph::FontArc;
+use aigc_dsp::Key;
+use aigc_image::watermark::{self, FrameStack, WatermarkFound};
+use aigc_image::{find_label, FoundLabel};
+use aigc_meta::Format;
+use ffmpeg_next as ff;
+use std::path::Path;
+
+/// How much of the opening is decoded to follow the visible label, seconds.
+pub const LABEL_SCAN_SECONDS: f64 = 5.0;
+/// Spacing of the frames checked for the visible label, seconds.
+const LABEL_STEP: f64 = 0.5;
+/// Keyframes sought across the rest of the file when the opening alone does not show the
+/// watermark.
+const SPREAD_FRAMES: usize = 12;
+
+/// The visible label as found in the opening frames.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VisibleFound {
+    /// The match in the first frame checked.
+    pub label: FoundLabel,
+    /// The label shows in every frame checked from the first one up to this time, seconds
+    /// from the first frame (the first frame checked without it, or the end of the scan).
+    pub until_seconds: f64,
+    /// True when the label still showed at the end of the scan (it may last longer).
+    pub beyond_scan: bool,
+}
+
+/// What `verify` found in a video's pictures.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VideoInspection {
+    pub width: u32,
+    pub height: u32,
+    /// Length of the video stream, seconds, as the container says.
+    pub seconds: Option<f64>,
+    pub visible: Option<VisibleFound>,
+    pub watermark: Option<WatermarkFound>,
+    /// Frames decoded and stacked for the watermark.
+    pub watermark_frames: usize,
+}
+
+/// Looks at the video stream of `path` for the visible label (`text` drawn in `font`) and,
+/// when `key` is given, the watermark. `Ok(None)`: not a video this pipeline reads.
+pub fn inspect_file(
+    path: &Path,
+    format: Format,
+    font: &FontArc,
+    text: &str,
+    key: Option<&Key>,
+) -> Result<Option<VideoInspection>, String> {
+    if !crate::is_video_format(format) {
+        return Ok(None);
+    }
+    let Some(mut s) = Sampler::open(path)? else {
+        return Ok(None);
+    };
+    let mut out = VideoInspection {
+        width: s.decoder.width(),
+        height: s.decoder.height(),
+        seconds: s.seconds,
+        ..VideoInspection::default()
+    };
+    let mut stack = FrameStack::new();
+    out.visible = s.opening(Some((font, text)), key.map(|_| &mut stack))?;
+    let Some(key) = key else {
+        return Ok(Some(out));
+    };
+    let mut found = detect(&stack, key);
+    // Not in the opening: keyframes spread over the rest, each decoded alone.
+    if found.is_none() && s.spread(&mut stack)? {
+        found = detect(&stack, key);
+    }
+    out.watermark = found;
+    out.watermark_frames = stack.frames();
+    Ok(Some(out))
+}
+
+/// The frames `verify` stacks for the watermark, in its two steps: the opening alone, then
+/// with keyframes spread over the rest (`None` when the file is too short for a second step).
+/// For measuring false positives under many keys without decoding again.
+pub fn watermark_stacks(path: &Path) -> Result<(FrameStack, Option<FrameStack>), String> {
+    let mut s = Sampler::open(path)?.ok_or("no video stream")?;
+    let mut stack = FrameStack::new();
+    s.opening(None, Some(&mut stack))?;
+    let first = stack.clone();
+    let more = s.spread(&mut stack)?;
+    Ok((first, more.then_some(stack)))
+}
+
+/// Detection on a stack. The probability reported covers both steps `verify` may take.
+fn detect(stack: &FrameStack, key: &Key) -> Option<WatermarkFound> {
+    let prepared = stack.prepare()?;
+    watermark::detect_prepared(&prepared, key)
+        .found
+        .map(|mut f| {
+            f.false_positive_probability *= DETECTION_STEPS as f64;
+            f
+        })
+}
+
+/// Detections `verify` may run on one file: the opening, then the opening with the spread.
+pub const DETECTION_STEPS: usize = 2;
+
+/// An open video stream with its decoder.
+struct Sampler {
+    ictx: ff::format::context::Input,
+    decoder: ff::decoder::Video,
+    vidx: usize,
+    /// Seconds per timestamp unit.
+    tb: f64,
+    lay: planes::Layout,
+    seconds: Option<f64>,
+    /// Timestamps of the frames already stacked.
+    stacked: Vec<Option<i64>>,
+}
+
+impl Sampler {
+    fn open(path: &Path) -> Result<Option<Sampler>, String> {
+        init();
+        let ictx = ff::format::input(path).map_err(|e| format!("FFmpeg cannot open it: {e}"))?;
+        let Some(vidx) = pick_video_stream(&ictx) else {
+            return Ok(None);
+        };
+        let ist = ictx.stream(vidx).expect("exists");
+        let tb = ist.time_base();
+        let tb = tb.numerator() as f64 / tb.denominator().max(1) as f64;
+        let mut ctx =
+            ff::codec::context::Context::from_parameters(ist.parameters()).map_err(ffmpeg_error)?;
+        ctx.set_threading(ff::codec::threading::Config {
+            kind: ff::codec::threading::Type::Frame,
+            count: 0,
+            ..Default::default()
+        });
+        let decoder = ctx
+            .decoder()
+            .video()
+            .map_err(|e| format!("no decoder for its video: {e}"))?;
+        let lay = planes::layout(decoder.format())
+            .ok_or_else(|| {
+                format!(
+                    "its pixel format {:?} is not one this tool reads (planar YUV or grey, 8-12 bits)",
+                    decoder.format()
+                )
+            })?
+            .with_range(decoder.color_range());
+        let seconds = seconds_of(&ictx, vidx);
+        Ok(Some(Sampler {
+            ictx,
+            decoder,
+            vidx,
+            tb,
+            lay,
+            seconds,
+            stacked: Vec::new(),
+        }))
+    }
+
+    /// Decodes the opening LABEL_SCAN_SECONDS: every LABEL_STEP the label is looked for (while
+    /// it keeps showing), every second a frame goes on `stack`.
+    fn opening(
+        &mut self,
+        label: Option<(&FontArc, &str)>,
+        mut stack: Option<&mut FrameStack>,
+    ) -> Result<Option<VisibleFound>, String> {
+        let (tb, lay) = (self.tb, self.lay);
+        let mut visible: Option<VisibleFound> = None;
+        let mut t0 = None;
+        let (mut next_label, mut next_stack) = (0.0, 0.0);
+        let mut label_run = label.is_some();
+        let stacked = &mut self.stacked;
+        let mut look = |frame: &mut ff::frame::Video| -> bool {
+            let t_abs = frame.timestamp().or(frame.pts()).unwrap_or(0) as f64 * tb;
+            let t = t_abs - *t0.get_or_insert(t_abs);
+            if let (true, Some((font, text))) = (label_run && t >= next_label, label) {
+                next_label = (t / LABEL_STEP).floor() * LABEL_STEP + LABEL_STEP;
+                let img = image::DynamicImage::ImageLuma8(planes::luma_image(frame, lay));
+                match (find_label(&img, font, text), &mut visible) {
+                    (Some(found), None) if t < LABEL_STEP => {
+                        visible = Some(VisibleFound {
+                            label: found,
+                            until_seconds: t,
+                            beyond_scan: true,
+                        })
+                    }
+                    (Some(_), Some(v)) => v.until_seconds = t,
+                    (None, Some(v)) => {
+                        v.until_seconds = t;
+                        v.beyond_scan = false;
+                        label_run = false;
+                    }
+                    _ => label_run = false,
+                }
+            }
+            if let Some(stack) = stack.as_deref_mut().filter(|_| t >= next_stack) {
+                next_stack = t.floor() + 1.0;
+                stacked.push(frame.timestamp());
+                stack.add(&planes::luma_plane(frame, lay));
+            }
+            t < LABEL_SCAN_SECONDS
+        };
+        decode_while(&mut self.ictx, &mut self.decoder, self.vidx, &mut look)?;
+        if let Some(v) = &mut visible {
+            if v.beyond_scan {
+                v.until_seconds = v.until_seconds.max(LABEL_SCAN_SECONDS.min(next_label));
+            }
+        }
+        Ok(visible)
+    }
+
+    /// Adds SPREAD_FRAMES keyframes spread over the rest of the file to `stack`, each found by
+    /// seeking and decoded alone. False when the file is too short to have a rest.
+    fn spread(&mut self, stack: &mut FrameStack) -> Result<bool, String> {
+        let Some(total) = self.seconds.filter(|&s| s > LABEL_SCAN_SECONDS + 1.0) else {
+            return Ok(false);
+        };
+        let lay = self.lay;
+        for i in 0..SPREAD_FRAMES {
+            let at = LABEL_SCAN_SECONDS
+                + (total - LABEL_SCAN_SECONDS) * (i as f64 + 0.5) / SPREAD_FRAMES as f64;
+            let ts = (at * f64::from(ff::ffi::AV_TIME_BASE)) as i64;
+            if self.ictx.seek(ts, ..ts).is_err() {
+                break;
+            }
+            self.decoder.flush();
+            let stacked = &mut self.stacked;
+            let mut one = |frame: &mut ff::frame::Video| -> bool {
+                if !stacked.contains(&frame.timestamp()) {
+                    stacked.push(frame.timestamp());
+                    stack.add(&planes::luma_plane(frame, lay));
+                }
+                false
+            };
+            decode_while(&mut self.ictx, &mut self.decoder, self.vidx, &mut one)?;
+        }
+        Ok(true)
+    }
+}
+
+/// Decodes frames of stream `vidx` and hands each to `look` until it returns false or the
+/// stream ends.
+fn decode_while(
+    ictx: &mut ff::format::context::Input,
+    decoder: &mut ff::decoder::Video,
+    vidx: usize,
+    look: &mut dyn FnMut(&mut ff::frame::Video) -> bool,
+) -> Result<(), String> {
+    let mut frame = ff::frame::Video::empty();
+    for (stream, packet) in ictx.packets() {
+        if stream.index() != vidx {
+            continue;
+        }
+        match decoder.send_packet(&packet) {
+            Ok(()) | Err(ff::Error::InvalidData) => {}
+            Err(e) => return Err(format!("the video decoder failed: {e}")),
+        }
+        while decoder.receive_frame(&mut frame).is_ok() {
+            if !look(&mut frame) {
+                return Ok(());
+            }
+        }
+    }
+    let _ = decoder.send_eof();
+    while decoder.receive_frame(&mut frame).is_ok() {
+        if !look(&mut frame) {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! Video for aigc-label: `mark` re-encodes a video once through FFmpeg (ffmpeg-next on the
+//! system's libav* libraries) with the visible GB 45438 label on its opening frames and the
+//! image watermark on every frame's luma, copies every other stream, and writes the container
+//! label through aigc-meta; `verify` samples frames to find the label and the watermark.
+//!
+//! The pictures stay in the decoder's own planar YUV: the label is composited in YUV and the
+//! watermark added to luma, so no colour conversion costs time or precision.
+
+pub mod encode;
+pub mod inspect;
+pub mod mark;
+pub mod planes;
+
+pub use encode::EncodeSettings;
+pub use inspect::{inspect_file, VideoInspection};
+pub use mark::{is_video_format, mark_file, Span, VideoLayers, VideoReport, VisibleLabel};
+
+use ffmpeg_next as ff;
+use std::sync::Once;
+
+fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = ff::init();
+        // Errors come back as values and are reported once, naming the file. FFmpeg's own log
+        // stays available for diagnosing a file: AIGC_FFMPEG_LOG=1.
+        let level = if std::env::var_os("AIGC_FFMPEG_LOG").is_some() {
+            ff::util::log::Level::Info
+        } else {
+            ff::util::log::Level::Quiet
+        };
+        ff::util::log::set_level(level);
+    });
+}
+
+fn ffmpeg_error(e: ff::Error) -> String {
+    e.to_string()
+}
+
+/// The video stream to label: FFmpeg's best, never cover art.
+fn pick_video_stream(ictx: &ff::format::context::Input) -> Option<usize> {
+    let is_picture = |s: &ff::format::stream::Stream| {
+        s.parameters().medium() == ff::media::Type::Video
+            && !s
+                .disposition()
+                .contains(ff::format::stream::Disposition::ATTACHED_PIC)
+    };
+    ictx.streams()
+        .best(ff::media::Type::Video)
+        .filter(|s| is_picture(s))
+        .or_else(|| ictx.streams().find(|s| is_picture(s)))
+        .map(|s| s.index())
+}
+
+/// The length of stream `index`, seconds, from the stream or else the container.
+fn seconds_of(ictx: &ff::format::context::Input, index: usize) -> Option<f64> {
+    let s = ictx.stream(index)?;
+    let tb = s.time_base();
+    if s.duration() > 0 && tb.denominator() > 0 {
+        return Some(s.duration() as f64 * tb.numerator() as f64 / tb.denominator() as f64);
+    }
+    (ictx.duration() > 0).then(|| ictx.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE))
+}

@@ -1,0 +1,609 @@
+//! `mark` for video: one demux, one decode, the visible label and the watermark per frame,
+//! one encode, every other stream copied, then the container label through aigc-meta.
+//!
+//! Three threads joined by bounded queues keep memory flat however long the input: the
+//! reader demuxes and decodes, the painter labels and watermarks, the writer (the calling
+//! thread) encodes and muxes. Packets of the copied streams travel the same queues, so they
+//! reach the muxer in their demux order.
+
+use crate::encode::{self, Choice, EncodeSettings};
+use crate::planes::{self, Layout};
+use crate::{ffmpeg_error, init, pick_video_stream, seconds_of};
+use ab_glyph::FontArc;
+use aigc_core::Label;
+use aigc_dsp::Key;
+use aigc_image::{LabelLayer, LabelStyle, Placement};
+use aigc_meta::{Format, MetaError, WriteOptions};
+use ffmpeg_next as ff;
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+/// Frames and packets in flight between two threads: enough to keep every stage busy, few
+/// enough that a 4K stream holds well under 1 GB.
+const QUEUE: usize = 8;
+
+/// RMS of the watermark's luma change in every frame, 8-bit levels.
+pub const VIDEO_TARGET_RMS: f32 = 1.9;
+
+/// Which frames carry the visible label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Span {
+    /// The opening `seconds`.
+    Start,
+    /// The closing `seconds`.
+    End,
+    /// Every frame.
+    All,
+}
+
+/// The visible label and where in time it goes.
+#[derive(Clone, Copy, Debug)]
+pub struct VisibleLabel<'a> {
+    pub style: &'a LabelStyle,
+    pub font: &'a FontArc,
+    /// How long it shows at the start or end (GB 45438: at least 2 s).
+    pub seconds: f64,
+    pub span: Span,
+}
+
+/// What `mark` adds to a video.
+#[derive(Clone, Debug, Default)]
+pub struct VideoLayers<'a> {
+    pub visible: Option<VisibleLabel<'a>>,
+    /// Key and 64-bit payload.
+    pub watermark: Option<(&'a Key, u64)>,
+    pub encode: EncodeSettings,
+}
+
+/// Where and when the visible label went.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VisibleReport {
+    pub placement: Placement,
+    pub frames: u64,
+    /// Timestamps, relative to the first frame, of the first labeled frame and the end of the
+    /// last one.
+    pub from_seconds: f64,
+    pub to_seconds: f64,
+}
+
+/// What `mark` did to a video file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VideoReport {
+    pub format: Format,
+    pub muxer: &'static str,
+    pub decoder: String,
+    pub encoder: Choice,
+    pub width: u32,
+    pub height: u32,
+    pub pixel_format: String,
+    pub frames: u64,
+    /// Length of the video stream, seconds.
+    pub seconds: f64,
+    pub visible: Option<VisibleReport>,
+    /// The payload and the luma PSNR of the watermark over all frames, dB.
+    pub watermark: Option<(u64, f64)>,
+    /// The other streams, copied: "audio aac", "subtitle mov_text", ...
+    pub copied: Vec<String>,
+    /// Streams the output container could not take, left out.
+    pub dropped: Vec<String>,
+    pub chapters: usize,
+    /// Packets of the video stream that could not be decoded and were skipped.
+    pub damaged_packets: usize,
+}
+
+/// The containers this pipeline re-encodes.
+pub fn is_video_format(format: Format) -> bool {
+    matches!(format, Format::Mp4 | Format::Matroska | Format::Avi)
+}
+
+/// Marks the video file `input` into `output`. `Ok(None)`: not a video of a container this
+/// pipeline handles, or nothing to add to the pictures; the caller labels it another way.
+pub fn mark_file(
+    input: &Path,
+    output: &Path,
+    label: &Label,
+    opts: &WriteOptions,
+    layers: &VideoLayers,
+) -> Result<Option<VideoReport>, MetaError> {
+    if layers.visible.is_none() && layers.watermark.is_none() {
+        return Ok(None);
+    }
+    let (_, handler) = aigc_meta::open_input(input)?;
+    let format = handler.format();
+    if !is_video_format(format) {
+        return Ok(None);
+    }
+    init();
+    let fail = MetaError::malformed;
+    let ictx = ff::format::input(input).map_err(|e| fail(format!("FFmpeg cannot open it: {e}")))?;
+    if pick_video_stream(&ictx).is_none() {
+        return Ok(None);
+    }
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".aigc-label-enc-")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            fail(format!(
+                "cannot create a temporary file in {}: {e}",
+                dir.display()
+            ))
+        })?
+        .into_temp_path();
+    let muxer = encode::muxer_for(output, ictx.format().name());
+    let mut report = transcode(ictx, &tmp, muxer, layers).map_err(fail)?;
+    report.format = format;
+    aigc_meta::write_file_like(&tmp, input, output, label, opts)?;
+    Ok(Some(report))
+}
+
+/// What travels from the reader to the painter to the writer.
+enum Item {
+    Frame(ff::frame::Video),
+    /// A packet of a copied stream, with its input stream index.
+    Packet(ff::Packet, usize),
+}
+
+/// What the reader learned.
+#[derive(Default)]
+struct ReadStats {
+    damaged: usize,
+}
+
+/// What the painter did.
+#[derive(Default)]
+struct PaintStats {
+    frames: u64,
+    labeled: u64,
+    placement: Option<Placement>,
+    first_label: Option<f64>,
+    label_end: f64,
+    sum_sq: f64,
+    pixels: f64,
+    first_t: Option<f64>,
+    last_end: f64,
+}
+
+fn transcode(
+    ictx: ff::format::context::Input,
+    out: &Path,
+    muxer: &'static str,
+    layers: &VideoLayers,
+) -> Result<VideoReport, String> {
+    let vidx = pick_video_stream(&ictx).expect("checked by the caller");
+    let ist = ictx.stream(vidx).expect("exists");
+    let in_tb = ist.time_base();
+    let rate = match ist.avg_frame_rate() {
+        r if r.numerator() > 0 && r.denominator() > 0 => r,
+        _ => ist.rate(),
+    };
+    let fps = if rate.denominator() > 0 {
+        rate.numerator() as f64 / rate.denominator() as f64
+    } else {
+        0.0
+    };
+    let mut dec_ctx =
+        ff::codec::context::Context::from_parameters(ist.parameters()).map_err(ffmpeg_error)?;
+    dec_ctx.set_threading(ff::codec::threading::Config {
+        kind: ff::codec::threading::Type::Frame,
+        count: 0,
+        ..Default::default()
+    });
+    let decoder = dec_ctx
+        .decoder()
+        .video()
+        .map_err(|e| format!("no decoder for its video: {e}"))?;
+    let decoder_name = decoder
+        .codec()
+        .map(|c| c.name().to_string())
+        .unwrap_or_default();
+    let (width, height, pixel) = (decoder.width(), decoder.height(), decoder.format());
+    let lay = planes::layout(pixel)
+        .ok_or_else(|| {
+            format!(
+                "its pixel format {pixel:?} is not one this tool labels (planar YUV or grey, 8-12 bits)"
+            )
+        })?
+        .with_range(decoder.color_range());
+    let duration = seconds_of(&ictx, vidx);
+    // The quality to match: the stream's own bitrate, else the file's.
+    let bits = match decoder.bit_rate() {
+        0 => ictx.bit_rate().max(0) as f64,
+        b => b as f64,
+    };
+    let encoder_name = encode::encoder_for(ist.parameters().id(), muxer);
+    let choice = encode::settings(
+        encoder_name,
+        encode::matched_crf(bits, width, height, fps),
+        &layers.encode,
+    );
+    let codec = ff::encoder::find_by_name(encoder_name)
+        .ok_or_else(|| format!("this FFmpeg has no {encoder_name} encoder"))?;
+    if let Ok(v) = codec.video() {
+        if let Some(mut formats) = v.formats() {
+            if !formats.any(|f| f == pixel) {
+                return Err(format!(
+                    "{encoder_name} cannot encode its pixel format {pixel:?}"
+                ));
+            }
+        }
+    }
+
+    let mut octx =
+        ff::format::output_as(out, muxer).map_err(|e| format!("cannot create the output: {e}"))?;
+    let global_header = octx
+        .format()
+        .flags()
+        .contains(ff::format::Flags::GLOBAL_HEADER);
+    // Same codec: start from the input's parameters, which carry colour primaries, transfer,
+    // matrix, range, chroma siting and aspect ratio.
+    let same_codec = codec.id() == ist.parameters().id();
+    // The context starts from the encoder's own defaults (x264 refuses libavcodec's generic ones).
+    let mut ctx = ff::codec::context::Context::new_with_codec(codec);
+    if same_codec {
+        ctx.set_parameters(ist.parameters()).map_err(ffmpeg_error)?;
+    }
+    let mut enc = ctx.encoder().video().map_err(ffmpeg_error)?;
+    enc.set_width(width);
+    enc.set_height(height);
+    enc.set_format(pixel);
+    enc.set_time_base(in_tb);
+    if fps > 0.0 {
+        enc.set_frame_rate(Some(rate));
+    }
+    enc.set_bit_rate(0);
+    enc.set_aspect_ratio(decoder.aspect_ratio());
+    enc.set_colorspace(decoder.color_space());
+    enc.set_color_range(decoder.color_range());
+    enc.set_threading(ff::codec::threading::Config {
+        kind: ff::codec::threading::Type::Frame,
+        count: 0,
+        ..Default::default()
+    });
+    if global_header {
+        enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+    }
+    let mut options = ff::Dictionary::new();
+    for (k, v) in &choice.options {
+        options.set(k, v);
+    }
+    let mut encoder = enc
+        .open_as_with(codec, options)
+        .map_err(|e| format!("cannot open the {encoder_name} encoder: {e}"))?;
+
+    // Output streams: the encoded video where the input's was, the rest copied.
+    let mut map: Vec<Option<usize>> = vec![None; ictx.nb_streams() as usize];
+    let (mut copied, mut dropped) = (Vec::new(), Vec::new());
+    for ist in ictx.streams() {
+        let medium = ist.parameters().medium();
+        let describe = || {
+            format!(
+                "{} {}",
+                format!("{medium:?}").to_lowercase(),
+                ff::codec::decoder::find(ist.parameters().id())
+                    .map(|c| c.name().to_string())
+                    .unwrap_or_else(|| format!("{:?}", ist.parameters().id()).to_lowercase())
+            )
+        };
+        let copyable = matches!(
+            medium,
+            ff::media::Type::Audio
+                | ff::media::Type::Video
+                | ff::media::Type::Subtitle
+                | ff::media::Type::Attachment
+        );
+        if ist.index() != vidx && (!copyable || ist.parameters().id() == ff::codec::Id::None) {
+            dropped.push(describe());
+            continue;
+        }
+        let mut ost = if ist.index() == vidx {
+            let mut ost = octx.add_stream(codec).map_err(ffmpeg_error)?;
+            ost.set_parameters(&encoder);
+            if fps > 0.0 {
+                ost.set_avg_frame_rate(rate);
+            }
+            ost
+        } else {
+            let mut ost = octx
+                .add_stream(ff::encoder::find(ff::codec::Id::None))
+                .map_err(ffmpeg_error)?;
+            ost.set_parameters(ist.parameters());
+            copied.push(describe());
+            ost
+        };
+        ost.set_time_base(ist.time_base());
+        ost.set_metadata(without_label(ist.metadata()));
+        map[ist.index()] = Some(ost.index());
+    }
+    octx.set_metadata(without_label(ictx.metadata()));
+    let mut chapters = 0;
+    for ch in ictx.chapters() {
+        let title = ch.metadata().get("title").unwrap_or("").to_string();
+        octx.add_chapter(ch.id(), ch.time_base(), ch.start(), ch.end(), &title)
+            .map_err(ffmpeg_error)?;
+        chapters += 1;
+    }
+    octx.write_header()
+        .map_err(|e| format!("cannot write the {muxer} header: {e}"))?;
+    let in_tbs: Vec<ff::Rational> = ictx.streams().map(|s| s.time_base()).collect();
+    let out_tbs: Vec<ff::Rational> = octx.streams().map(|s| s.time_base()).collect();
+    let enc_out = map[vidx].expect("the video stream is mapped");
+
+    let (to_painter, painter_in) = sync_channel::<Item>(QUEUE);
+    let (to_writer, writer_in) = sync_channel::<Item>(QUEUE);
+    let frame_tb = in_tb.numerator() as f64 / in_tb.denominator().max(1) as f64;
+    let frame_len = if fps > 0.0 { 1.0 / fps } else { 0.0 };
+    let tile = layers
+        .watermark
+        .map(|(key, payload)| aigc_image::watermark::tile(key, payload));
+    let (read, paint, written) = std::thread::scope(|s| {
+        let map = &map;
+        let reader = s.spawn(move || read(ictx, decoder, vidx, map, to_painter));
+        let painter = s.spawn(|| {
+            paint(
+                painter_in,
+                to_writer,
+                Painter {
+                    lay,
+                    tb: frame_tb,
+                    frame_len,
+                    duration,
+                    visible: layers.visible,
+                    tile: tile.as_deref(),
+                    strength: std::env::var("AIGC_VIDEO_WM_RMS")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(VIDEO_TARGET_RMS),
+                },
+            )
+        });
+        let written = write(
+            writer_in,
+            &mut encoder,
+            &mut octx,
+            Routes {
+                map,
+                in_tbs: &in_tbs,
+                out_tbs: &out_tbs,
+                enc_out,
+                enc_tb: in_tb,
+            },
+        );
+        (
+            reader.join().expect("the reader does not panic"),
+            painter.join().expect("the painter does not panic"),
+            written,
+        )
+    });
+    // The first error in pipeline order is the cause; later stages only saw a closed queue.
+    let read = read?;
+    let paint = paint?;
+    written?;
+    if paint.frames == 0 {
+        return Err("its video stream has no decodable frame".into());
+    }
+    let seconds = (paint.last_end - paint.first_t.unwrap_or(0.0)).max(0.0);
+    Ok(VideoReport {
+        format: Format::Mp4,
+        muxer,
+        decoder: decoder_name,
+        encoder: choice,
+        width,
+        height,
+        pixel_format: format!("{pixel:?}").to_lowercase(),
+        frames: paint.frames,
+        seconds,
+        visible: paint.placement.map(|placement| VisibleReport {
+            placement,
+            frames: paint.labeled,
+            from_seconds: paint.first_label.unwrap_or(0.0),
+            to_seconds: paint.label_end,
+        }),
+        watermark: layers.watermark.map(|(_, payload)| {
+            let mse = paint.sum_sq / paint.pixels.max(1.0);
+            (payload, 10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10())
+        }),
+        copied,
+        dropped,
+        chapters,
+        damaged_packets: read.damaged,
+    })
+}
+
+/// The input's tags without the AIGC label (aigc-meta writes the one label) or the encoder name.
+fn without_label(d: ff::DictionaryRef) -> ff::Dictionary<'static> {
+    let mut out = ff::Dictionary::new();
+    for (k, v) in d.iter() {
+        if !k.eq_ignore_ascii_case("AIGC") && !k.eq_ignore_ascii_case("encoder") {
+            out.set(k, v);
+        }
+    }
+    out
+}
+
+/// The reader: demuxes, decodes the video stream, passes the other mapped streams' packets on.
+fn read(
+    mut ictx: ff::format::context::Input,
+    mut decoder: ff::decoder::Video,
+    vidx: usize,
+    map: &[Option<usize>],
+    out: SyncSender<Item>,
+) -> Result<ReadStats, String> {
+    let mut stats = ReadStats::default();
+    let mut frame = ff::frame::Video::empty();
+    let mut last_pts = None;
+    // Sends every frame the decoder has ready; Err(()) when the painter has gone.
+    let mut drain =
+        |decoder: &mut ff::decoder::Video, last_pts: &mut Option<i64>| -> Result<(), ()> {
+            while decoder.receive_frame(&mut frame).is_ok() {
+                let pts = frame.timestamp().or(frame.pts());
+                // Encoders need strictly rising timestamps; a broken stream may repeat one.
+                let pts = match (pts, *last_pts) {
+                    (Some(p), Some(l)) if p <= l => Some(l + 1),
+                    (None, Some(l)) => Some(l + 1),
+                    (p, _) => p,
+                };
+                *last_pts = pts;
+                frame.set_pts(pts);
+                frame.set_kind(ff::picture::Type::None);
+                out.send(Item::Frame(std::mem::replace(
+                    &mut frame,
+                    ff::frame::Video::empty(),
+                )))
+                .map_err(|_| ())?;
+            }
+            Ok(())
+        };
+    for (stream, packet) in ictx.packets() {
+        let i = stream.index();
+        if i == vidx {
+            match decoder.send_packet(&packet) {
+                Ok(()) => {}
+                Err(ff::Error::InvalidData) => stats.damaged += 1,
+                Err(e) => return Err(format!("the video decoder failed: {e}")),
+            }
+            if drain(&mut decoder, &mut last_pts).is_err() {
+                return Ok(stats);
+            }
+        } else if map[i].is_some() && out.send(Item::Packet(packet, i)).is_err() {
+            return Ok(stats);
+        }
+    }
+    let _ = decoder.send_eof();
+    let _ = drain(&mut decoder, &mut last_pts);
+    Ok(stats)
+}
+
+/// What the painter needs to know.
+struct Painter<'a> {
+    lay: Layout,
+    /// Seconds per timestamp unit.
+    tb: f64,
+    /// Nominal frame length, seconds (0 when unknown).
+    frame_len: f64,
+    /// Length of the video stream, seconds, when the container says.
+    duration: Option<f64>,
+    visible: Option<VisibleLabel<'a>>,
+    tile: Option<&'a [f32]>,
+    /// RMS of the watermark's luma change, 8-bit levels.
+    strength: f32,
+}
+
+/// The painter: the visible label on the frames in its span, the watermark on every frame.
+fn paint(input: Receiver<Item>, out: SyncSender<Item>, p: Painter) -> Result<PaintStats, String> {
+    let mut st = PaintStats::default();
+    let mut layer: Option<(LabelLayer, (u32, u32))> = None;
+    let mut t0 = None;
+    for item in input {
+        let mut frame = match item {
+            Item::Frame(f) => f,
+            packet => {
+                if out.send(packet).is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        let t_abs = frame.pts().unwrap_or(0) as f64 * p.tb;
+        let t = t_abs - *t0.get_or_insert(t_abs);
+        st.first_t.get_or_insert(0.0);
+        st.last_end = st.last_end.max(t + p.frame_len);
+        st.frames += 1;
+        let labeled = p.visible.is_some_and(|v| match v.span {
+            Span::All => true,
+            Span::Start => t < v.seconds,
+            Span::End => p.duration.is_some_and(|d| t + p.frame_len > d - v.seconds),
+        });
+        if labeled || p.tile.is_some() {
+            // Decoded frames share their buffers with the decoder's reference pictures; the
+            // copy is ours to change.
+            frame = frame.clone();
+        }
+        if let (true, Some(v)) = (labeled, p.visible) {
+            let (w, h) = (frame.width(), frame.height());
+            if layer.as_ref().is_none_or(|(_, size)| *size != (w, h)) {
+                let plate = aigc_image::plate_box(w, h, v.font, v.style)
+                    .map_err(|e| format!("cannot place the visible label: {e}"))?;
+                let beneath = planes::mean_brightness(&frame, p.lay, plate);
+                let l = aigc_image::label_layer(w, h, v.font, v.style, beneath)
+                    .map_err(|e| format!("cannot place the visible label: {e}"))?;
+                layer = Some((l, (w, h)));
+            }
+            let (l, _) = layer.as_ref().expect("made above");
+            planes::composite(&mut frame, p.lay, l);
+            st.placement = Some(l.placement);
+            st.labeled += 1;
+            st.first_label.get_or_insert(t);
+            st.label_end = t + p.frame_len;
+        }
+        if let Some(tile) = p.tile {
+            let mut plane = planes::luma_plane(&mut frame, p.lay);
+            st.sum_sq += aigc_image::watermark::embed_plane(&mut plane, tile, p.strength);
+            st.pixels += (plane.width * plane.height) as f64;
+        }
+        if out.send(Item::Frame(frame)).is_err() {
+            break;
+        }
+    }
+    Ok(st)
+}
+
+/// Where the writer sends what.
+struct Routes<'a> {
+    /// Output stream per input stream.
+    map: &'a [Option<usize>],
+    in_tbs: &'a [ff::Rational],
+    out_tbs: &'a [ff::Rational],
+    /// The encoded video's output stream and the encoder's time base.
+    enc_out: usize,
+    enc_tb: ff::Rational,
+}
+
+/// The writer: encodes frames, muxes encoded and copied packets, finishes the file.
+fn write(
+    input: Receiver<Item>,
+    encoder: &mut ff::encoder::Video,
+    octx: &mut ff::format::context::Output,
+    r: Routes,
+) -> Result<(), String> {
+    let mut packet = ff::Packet::empty();
+    let mut drain = |encoder: &mut ff::encoder::Video,
+                     octx: &mut ff::format::context::Output|
+     -> Result<(), String> {
+        while encoder.receive_packet(&mut packet).is_ok() {
+            packet.set_stream(r.enc_out);
+            packet.rescale_ts(r.enc_tb, r.out_tbs[r.enc_out]);
+            packet
+                .write_interleaved(octx)
+                .map_err(|e| format!("cannot write a video packet: {e}"))?;
+        }
+        Ok(())
+    };
+    for item in input {
+        match item {
+            Item::Frame(frame) => {
+                encoder
+                    .send_frame(&frame)
+                    .map_err(|e| format!("the encoder refused a frame: {e}"))?;
+                drain(encoder, octx)?;
+            }
+            Item::Packet(mut p, i) => {
+                let o = r.map[i].expect("only mapped streams are sent");
+                p.rescale_ts(r.in_tbs[i], r.out_tbs[o]);
+                p.set_position(-1);
+                p.set_stream(o);
+                p.write_interleaved(octx)
+                    .map_err(|e| format!("cannot copy a packet: {e}"))?;
+            }
+        }
+    }
+    encoder
+        .send_eof()
+        .map_err(|e| format!("cannot finish encoding: {e}"))?;
+    drain(encoder, octx)?;
+    octx.write_trailer()
+        .map_err(|e| format!("cannot finish the file: {e}"))
+}
