@@ -99,18 +99,27 @@ fn bin_index(ky: i32, kx: i32) -> usize {
 /// The unit-RMS tile for `payload` under `key`: each coded bit is the sign of its bin (BPSK
 /// with a keyed phase), the pilots are fixed.
 pub fn tile(key: &Key, payload: u64) -> Vec<f32> {
+    tile_scaled(key, payload, 1)
+}
+
+/// The tile drawn `factor` times larger (side `TILE * factor`): the same bins at a `factor`
+/// times longer period, band-limited, so a frame decimated by `factor` shows [`tile`]. Video
+/// uses it on large frames: longer periods cost a codec far fewer bits and survive scaling.
+pub fn tile_scaled(key: &Key, payload: u64, factor: usize) -> Vec<f32> {
+    let side = TILE * factor;
     let lay = layout(key);
     let bits = code::encode(key, payload);
-    let sw = TILE / 2 + 1;
-    let mut spec = vec![Complex32::default(); TILE * sw];
+    let sw = side / 2 + 1;
+    let bin_index = |ky: i32, kx: i32| (ky.rem_euclid(side as i32) as usize) * sw + kx as usize;
+    let mut spec = vec![Complex32::default(); side * sw];
     for ((&b, &(ky, kx)), &ph) in bits.iter().zip(&lay.data).zip(&lay.data_phase) {
         spec[bin_index(ky, kx)] = Complex32::from_polar(if b { 1.0 } else { -1.0 }, ph);
     }
     for (&(ky, kx), &ph) in lay.pilots.iter().zip(&lay.pilot_phase) {
         spec[bin_index(ky, kx)] = Complex32::from_polar(1.0, ph);
     }
-    let mut fft = RealFft2::new(TILE, TILE);
-    let mut out = vec![0f32; TILE * TILE];
+    let mut fft = RealFft2::new(side, side);
+    let mut out = vec![0f32; side * side];
     fft.inverse(&mut spec, &mut out);
     let rms = (out.iter().map(|v| v * v).sum::<f32>() / out.len() as f32).sqrt();
     out.iter_mut().for_each(|v| *v /= rms);
@@ -450,16 +459,21 @@ pub fn embed_plane(plane: &mut LumaPlane, tile: &[f32], target_rms: f32) -> f64 
     let scale = plane.max() / 255.0;
     let max = plane.max();
     let wide = plane.wide();
+    let side = (tile.len() as f64).sqrt() as usize;
+    assert!(
+        side.is_power_of_two() && side * side == tile.len(),
+        "a square tile"
+    );
     let mut sum_sq = 0f64;
     for y in 0..h {
-        let trow = &tile[(y % TILE) * TILE..(y % TILE + 1) * TILE];
+        let trow = &tile[(y % side) * side..(y % side + 1) * side];
         let mrow = &mask[(y / 2) * hw..(y / 2 + 1) * hw];
         let row = &mut plane.data[y * plane.stride..];
         let mut row_sq = 0f32;
         if wide {
             for (x, px) in row.chunks_exact_mut(2).take(w).enumerate() {
                 let old = u16::from_le_bytes([px[0], px[1]]) as f32;
-                let dv = gain * mrow[x / 2] * trow[x & (TILE - 1)] * scale;
+                let dv = gain * mrow[x / 2] * trow[x & (side - 1)] * scale;
                 let new = (old + dv + 0.5).clamp(0.0, max + 0.49) as u16;
                 px.copy_from_slice(&new.to_le_bytes());
                 let a = (new as f32 - old) / scale;
@@ -468,7 +482,7 @@ pub fn embed_plane(plane: &mut LumaPlane, tile: &[f32], target_rms: f32) -> f64 
         } else {
             for (x, px) in row.iter_mut().take(w).enumerate() {
                 let old = *px as f32;
-                let dv = gain * mrow[x / 2] * trow[x & (TILE - 1)];
+                let dv = gain * mrow[x / 2] * trow[x & (side - 1)];
                 let new = (old + dv + 0.5).clamp(0.0, 255.49) as u8;
                 *px = new;
                 let a = new as f32 - old;
@@ -488,28 +502,42 @@ pub struct FrameStack {
     w: usize,
     h: usize,
     frames: usize,
+    /// Frames are averaged over `decimate` x `decimate` blocks first (for [`tile_scaled`]).
+    decimate: usize,
 }
 
 impl FrameStack {
-    pub fn new() -> FrameStack {
-        FrameStack::default()
+    /// A stack for frames marked with [`tile_scaled`] at `factor` (1 for [`tile`]).
+    pub fn new(factor: usize) -> FrameStack {
+        FrameStack {
+            decimate: factor.max(1),
+            ..FrameStack::default()
+        }
     }
 
-    /// Adds one frame's luma plane (its central 2048 x 2048 at most). Frames of another size
-    /// than the first are ignored.
+    /// Adds one frame's luma plane (its central 2048 x 2048 at most, after decimation).
+    /// Frames of another size than the first are ignored.
     pub fn add(&mut self, plane: &LumaPlane) {
-        let (cw, ch) = (plane.width.min(2048), plane.height.min(2048));
+        let f = self.decimate.max(1);
+        let (cw, ch) = ((plane.width / f).min(2048), (plane.height / f).min(2048));
         if cw < 32 || ch < 32 {
             return;
         }
         if self.frames > 0 && (cw, ch) != (self.w, self.h) {
             return;
         }
-        let (x0, y0) = ((plane.width - cw) / 2, (plane.height - ch) / 2);
-        let to8 = 255.0 / plane.max();
-        let mut y = Vec::with_capacity(cw * ch);
-        for row in y0..y0 + ch {
-            y.extend((x0..x0 + cw).map(|x| plane.get(x, row) * to8));
+        let (x0, y0) = ((plane.width - cw * f) / 2, (plane.height - ch * f) / 2);
+        let to8 = 255.0 / (plane.max() * (f * f) as f32);
+        let mut y = vec![0f32; cw * ch];
+        for (r, out) in y.chunks_exact_mut(cw).enumerate() {
+            for dy in 0..f {
+                let row = y0 + r * f + dy;
+                for (c, o) in out.iter_mut().enumerate() {
+                    let xs = x0 + c * f;
+                    *o += (xs..xs + f).map(|x| plane.get(x, row)).sum::<f32>();
+                }
+            }
+            out.iter_mut().for_each(|v| *v *= to8);
         }
         let r = whiten(&y, cw, ch);
         if self.frames == 0 {

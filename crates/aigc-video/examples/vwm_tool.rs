@@ -26,7 +26,7 @@ fn main() {
         let prepared: Vec<_> = [Some(first), full]
             .into_iter()
             .flatten()
-            .filter_map(|s| s.prepare())
+            .flat_map(|s| s.prepare())
             .collect();
         let mut file_hits = 0;
         for _ in 0..n {

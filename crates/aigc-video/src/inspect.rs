@@ -6,7 +6,7 @@ use crate::planes;
 use crate::{ffmpeg_error, init, pick_video_stream, seconds_of};
 use ab_glyph::FontArc;
 use aigc_dsp::Key;
-use aigc_image::watermark::{self, FrameStack, WatermarkFound};
+use aigc_image::watermark::{self, FrameStack, LumaPlane, WatermarkFound};
 use aigc_image::{find_label, FoundLabel};
 use aigc_meta::Format;
 use ffmpeg_next as ff;
@@ -66,15 +66,15 @@ pub fn inspect_file(
         seconds: s.seconds,
         ..VideoInspection::default()
     };
-    let mut stack = FrameStack::new();
+    let mut stack = Stacks::new(out.width, out.height);
     out.visible = s.opening(Some((font, text)), key.map(|_| &mut stack))?;
     let Some(key) = key else {
         return Ok(Some(out));
     };
-    let mut found = detect(&stack, key);
+    let mut found = stack.detect(key);
     // Not in the opening: keyframes spread over the rest, each decoded alone.
     if found.is_none() && s.spread(&mut stack)? {
-        found = detect(&stack, key);
+        found = stack.detect(key);
     }
     out.watermark = found;
     out.watermark_frames = stack.frames();
@@ -84,28 +84,62 @@ pub fn inspect_file(
 /// The frames `verify` stacks for the watermark, in its two steps: the opening alone, then
 /// with keyframes spread over the rest (`None` when the file is too short for a second step).
 /// For measuring false positives under many keys without decoding again.
-pub fn watermark_stacks(path: &Path) -> Result<(FrameStack, Option<FrameStack>), String> {
+pub fn watermark_stacks(path: &Path) -> Result<(Stacks, Option<Stacks>), String> {
     let mut s = Sampler::open(path)?.ok_or("no video stream")?;
-    let mut stack = FrameStack::new();
+    let mut stack = Stacks::new(s.decoder.width(), s.decoder.height());
     s.opening(None, Some(&mut stack))?;
     let first = stack.clone();
     let more = s.spread(&mut stack)?;
     Ok((first, more.then_some(stack)))
 }
 
-/// Detection on a stack. The probability reported covers both steps `verify` may take.
-fn detect(stack: &FrameStack, key: &Key) -> Option<WatermarkFound> {
-    let prepared = stack.prepare()?;
-    watermark::detect_prepared(&prepared, key)
-        .found
-        .map(|mut f| {
-            f.false_positive_probability *= DETECTION_STEPS as f64;
-            f
+/// The same frames stacked at each tile scale a video of this size may carry: the scale
+/// `mark` uses for this size first, then the other, since a crop or a resize may move a video
+/// across the threshold between them.
+#[derive(Clone)]
+pub struct Stacks(Vec<FrameStack>);
+
+impl Stacks {
+    pub fn new(width: u32, height: u32) -> Stacks {
+        let first = crate::mark::grid_factor(width, height);
+        let other = 3 - first.clamp(1, 2);
+        let mut v = vec![FrameStack::new(first)];
+        // Decimated by 2, a frame must still hold a few tiles.
+        if width.min(height) >= 4 * aigc_image::watermark::TILE as u32 || other == 1 {
+            v.push(FrameStack::new(other));
+        }
+        Stacks(v)
+    }
+
+    fn add(&mut self, plane: &LumaPlane) {
+        self.0.iter_mut().for_each(|s| s.add(plane));
+    }
+
+    /// Frames added.
+    pub fn frames(&self) -> usize {
+        self.0.first().map_or(0, |s| s.frames())
+    }
+
+    /// The stacks made ready for detection.
+    pub fn prepare(&self) -> Vec<watermark::Prepared> {
+        self.0.iter().filter_map(|s| s.prepare()).collect()
+    }
+
+    /// Detection on each stack in turn. The probability reported covers every detection
+    /// `verify` may run on one file.
+    fn detect(&self, key: &Key) -> Option<WatermarkFound> {
+        self.prepare().iter().find_map(|p| {
+            watermark::detect_prepared(p, key).found.map(|mut f| {
+                f.false_positive_probability *= DETECTION_STEPS as f64;
+                f
+            })
         })
+    }
 }
 
-/// Detections `verify` may run on one file: the opening, then the opening with the spread.
-pub const DETECTION_STEPS: usize = 2;
+/// Detections `verify` may run on one file: two tile scales, on the opening and then on the
+/// opening with the spread.
+pub const DETECTION_STEPS: usize = 4;
 
 /// An open video stream with its decoder.
 struct Sampler {
@@ -137,10 +171,13 @@ impl Sampler {
             count: 0,
             ..Default::default()
         });
-        let decoder = ctx
+        let mut decoder = ctx
             .decoder()
             .video()
             .map_err(|e| format!("no decoder for its video: {e}"))?;
+        // Frames nothing refers to (most B-frames) are not needed to sample the opening:
+        // skipping them halves the decoding.
+        decoder.skip_frame(ff::Discard::NonReference);
         let lay = planes::layout(decoder.format())
             .ok_or_else(|| {
                 format!(
@@ -166,7 +203,7 @@ impl Sampler {
     fn opening(
         &mut self,
         label: Option<(&FontArc, &str)>,
-        mut stack: Option<&mut FrameStack>,
+        mut stack: Option<&mut Stacks>,
     ) -> Result<Option<VisibleFound>, String> {
         let (tb, lay) = (self.tb, self.lay);
         let mut visible: Option<VisibleFound> = None;
@@ -215,7 +252,7 @@ impl Sampler {
 
     /// Adds SPREAD_FRAMES keyframes spread over the rest of the file to `stack`, each found by
     /// seeking and decoded alone. False when the file is too short to have a rest.
-    fn spread(&mut self, stack: &mut FrameStack) -> Result<bool, String> {
+    fn spread(&mut self, stack: &mut Stacks) -> Result<bool, String> {
         let Some(total) = self.seconds.filter(|&s| s > LABEL_SCAN_SECONDS + 1.0) else {
             return Ok(false);
         };

@@ -134,10 +134,28 @@ pub fn mark_file(
         })?
         .into_temp_path();
     let muxer = encode::muxer_for(output, ictx.format().name());
-    let mut report = transcode(ictx, &tmp, muxer, layers).map_err(fail)?;
+    let mut report = transcode(input, ictx, &tmp, muxer, layers).map_err(fail)?;
     report.format = format;
     aigc_meta::write_file_like(&tmp, input, output, label, opts)?;
     Ok(Some(report))
+}
+
+/// How many times larger than the image tile the watermark's tile is drawn on a frame of this
+/// size: 2 from about 1080p up (periods of 13-42 px, which codecs keep cheaply and which survive
+/// halving), else 1. The detector derives the same factor from the size it sees, so a 1080p
+/// video halved by an attacker reads at factor 1 and scale 1.
+pub fn grid_factor(width: u32, height: u32) -> usize {
+    if let Some(f) = std::env::var("AIGC_VIDEO_WM_FACTOR")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return f;
+    }
+    if width.min(height) >= 900 {
+        2
+    } else {
+        1
+    }
 }
 
 /// What travels from the reader to the painter to the writer.
@@ -168,6 +186,7 @@ struct PaintStats {
 }
 
 fn transcode(
+    input: &Path,
     ictx: ff::format::context::Input,
     out: &Path,
     muxer: &'static str,
@@ -215,11 +234,12 @@ fn transcode(
         b => b as f64,
     };
     let encoder_name = encode::encoder_for(ist.parameters().id(), muxer);
-    let choice = encode::settings(
-        encoder_name,
-        encode::matched_crf(bits, width, height, fps),
-        &layers.encode,
-    );
+    // The input's own quantiser where its decoder tells (H.264), else its bits per pixel.
+    let crf264 = match encode::source_qp(input, vidx, 48) {
+        Some(qp) => (qp.clamp(16.0, 30.0) * 10.0).round() / 10.0,
+        None => encode::matched_crf(bits, width, height, fps),
+    };
+    let choice = encode::settings(encoder_name, crf264, &layers.encode);
     let codec = ff::encoder::find_by_name(encoder_name)
         .ok_or_else(|| format!("this FFmpeg has no {encoder_name} encoder"))?;
     if let Ok(v) = codec.video() {
@@ -336,9 +356,9 @@ fn transcode(
     let (to_writer, writer_in) = sync_channel::<Item>(QUEUE);
     let frame_tb = in_tb.numerator() as f64 / in_tb.denominator().max(1) as f64;
     let frame_len = if fps > 0.0 { 1.0 / fps } else { 0.0 };
-    let tile = layers
-        .watermark
-        .map(|(key, payload)| aigc_image::watermark::tile(key, payload));
+    let tile = layers.watermark.map(|(key, payload)| {
+        aigc_image::watermark::tile_scaled(key, payload, grid_factor(width, height))
+    });
     let (read, paint, written) = std::thread::scope(|s| {
         let map = &map;
         let reader = s.spawn(move || read(ictx, decoder, vidx, map, to_painter));

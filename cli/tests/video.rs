@@ -1,0 +1,400 @@
+//! `mark` and `verify` on video: the visible label on the opening frames, the watermark in every
+//! frame, the container label, and everything else kept. Inputs and attacks are made by the
+//! ffmpeg CLI; outputs are checked with ffprobe, the ffmpeg CLI's own decoder and exiftool.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const W: usize = 480;
+const H: usize = 270;
+const FPS: usize = 25;
+
+fn ffmpeg(args: &[&str]) {
+    let o = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg");
+    assert!(o.status.success(), "ffmpeg {args:?}: {}", stderr(&o));
+}
+
+/// A 6 s pan and zoom over the committed photograph with a tone, a subtitle track, two
+/// chapters and a title; variable frame rate (every frame for 2 s, then every other one).
+fn source(dir: &Path) -> PathBuf {
+    let photo = samples().join("../grace_hopper.jpg");
+    let srt = dir.join("subs.srt");
+    std::fs::write(
+        &srt,
+        "1\n00:00:00,500 --> 00:00:02,000\nHello\n\n2\n00:00:03,000 --> 00:00:05,000\nWorld\n",
+    )
+    .unwrap();
+    let meta = dir.join("meta.txt");
+    std::fs::write(&meta, ";FFMETADATA1\ntitle=Test Clip\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=3000\ntitle=Opening\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=3000\nEND=6000\ntitle=Rest\n").unwrap();
+    let out = dir.join("clip.mp4");
+    let zoom = format!(
+        "[0:v]scale=1200:-2,zoompan=z='min(zoom+0.002,1.3)':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d={}:s={W}x{H}:fps={FPS},select='lt(n\\,{})+not(mod(n\\,2))',format=yuv420p[v]",
+        6 * FPS,
+        2 * FPS
+    );
+    ffmpeg(&[
+        "-loop",
+        "1",
+        "-i",
+        photo.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=6",
+        "-i",
+        srt.to_str().unwrap(),
+        "-i",
+        meta.to_str().unwrap(),
+        "-filter_complex",
+        &zoom,
+        "-map",
+        "[v]",
+        "-map",
+        "1:a",
+        "-map",
+        "2:s",
+        "-map_metadata",
+        "3",
+        "-map_chapters",
+        "3",
+        "-fps_mode",
+        "vfr",
+        "-t",
+        "6",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "20",
+        "-preset",
+        "veryfast",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "96k",
+        "-c:s",
+        "mov_text",
+        out.to_str().unwrap(),
+    ]);
+    out
+}
+
+fn probe(path: &Path) -> Value {
+    let o = tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_streams",
+            "-show_format",
+            "-show_chapters",
+            path.to_str().unwrap(),
+        ],
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The video packets' presentation times, sorted, as ffprobe reads them.
+fn video_times(path: &Path) -> Vec<String> {
+    let o = tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time",
+            "-of",
+            "csv=p=0",
+            path.to_str().unwrap(),
+        ],
+    );
+    let mut t: Vec<f64> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t.iter().map(|v| format!("{v:.3}")).collect()
+}
+
+/// A stream's packets hashed by ffmpeg (stream copy, so the bytes themselves).
+fn stream_hash(path: &Path, map: &str) -> String {
+    let o = tool(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-i",
+            path.to_str().unwrap(),
+            "-map",
+            map,
+            "-c",
+            "copy",
+            "-f",
+            "md5",
+            "-",
+        ],
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Every frame's luma as ffmpeg's decoder gives it.
+fn luma_frames(path: &Path) -> Vec<Vec<u8>> {
+    let o = tool(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-i",
+            path.to_str().unwrap(),
+            "-map",
+            "0:v:0",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    o.stdout.chunks_exact(W * H).map(|c| c.to_vec()).collect()
+}
+
+fn sha256_payload(id: &str) -> String {
+    let o = tool(
+        "python3",
+        &[
+            "-c",
+            &format!("import hashlib; print(hashlib.sha256(b'{id}').hexdigest()[:16])"),
+        ],
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn video_gets_every_label_and_keeps_everything_else() {
+    let dir = workdir();
+    let src = source(dir.path());
+    let out = dir.path().join("out.mp4");
+    let r = mark_report(&src, &out, &["--produce-id", "video-1"]);
+    assert_eq!(r["encoder"], "libx264", "{r}");
+    let (pi, po) = (probe(&src), probe(&out));
+    // Codec, size, pixel format, frame count and every timestamp kept (variable rate too).
+    let (vi, vo) = (&pi["streams"][0], &po["streams"][0]);
+    for k in ["codec_name", "width", "height", "pix_fmt"] {
+        assert_eq!(vi[k], vo[k], "{k}");
+    }
+    let (ti, to) = (video_times(&src), video_times(&out));
+    assert_eq!(
+        ti.len(),
+        4 * FPS,
+        "the source is variable-rate: {} frames",
+        ti.len()
+    );
+    assert_eq!(ti, to, "frame timestamps differ");
+    assert_eq!(r["frames"], ti.len());
+    // Audio and subtitles copied packet for packet; chapters and the title kept.
+    assert_eq!(stream_hash(&src, "0:a"), stream_hash(&out, "0:a"));
+    assert_eq!(stream_hash(&src, "0:s"), stream_hash(&out, "0:s"));
+    assert_eq!(po["chapters"].as_array().unwrap().len(), 2);
+    assert_eq!(po["chapters"][1]["tags"]["title"], "Rest");
+    assert_eq!(po["format"]["tags"]["title"], "Test Clip");
+    // The container label, read by ffprobe and by exiftool.
+    let tag = po["format"]["tags"]["AIGC"]
+        .as_str()
+        .expect("ffprobe shows the AIGC tag");
+    assert!(tag.contains("\"ProduceID\":\"video-1\""), "{tag}");
+    let o = tool("exiftool", &["-b", "-Keys:AIGC", out.to_str().unwrap()]);
+    assert!(
+        stdout(&o).contains("\"ProduceID\":\"video-1\""),
+        "{}",
+        stdout(&o)
+    );
+
+    // The label: on every frame of the opening 3 s and on none after; the plate darkens what
+    // it covers, the rest of each frame changes only by the watermark and the encoding.
+    let plate: Vec<usize> = r["visible"]["plate_box"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    assert!(r["visible"]["text_height_ratio"].as_f64().unwrap() >= 0.05);
+    let (fi, fo) = (luma_frames(&src), luma_frames(&out));
+    assert_eq!(fi.len(), fo.len());
+    let times: Vec<f64> = ti.iter().map(|t| t.parse::<f64>().unwrap()).collect();
+    let t0 = times[0];
+    for (n, (a, b)) in fi.iter().zip(&fo).enumerate() {
+        let (mut inside, mut n_in, mut err, mut n_out) = (0f64, 0f64, 0f64, 0f64);
+        for y in 0..H {
+            for x in 0..W {
+                let d = a[y * W + x] as f64 - b[y * W + x] as f64;
+                if (plate[0]..plate[2]).contains(&x) && (plate[1]..plate[3]).contains(&y) {
+                    inside += d.abs();
+                    n_in += 1.0;
+                } else {
+                    err += d * d;
+                    n_out += 1.0;
+                }
+            }
+        }
+        let t = times[n] - t0;
+        let changed = inside / n_in;
+        if t < 3.0 - 1e-6 {
+            assert!(
+                changed > 25.0,
+                "frame {n} at {t:.2} s: label missing ({changed:.1})"
+            );
+        } else {
+            assert!(
+                changed < 8.0,
+                "frame {n} at {t:.2} s: label where none belongs ({changed:.1})"
+            );
+        }
+        let psnr = 10.0 * (255.0f64 * 255.0 / (err / n_out).max(1e-9)).log10();
+        assert!(
+            psnr > 34.0,
+            "frame {n}: outside the label PSNR {psnr:.1} dB"
+        );
+    }
+
+    // verify reads all three back.
+    let v = verify_json(&out);
+    assert_eq!(v["verdict"], "compliant", "{v}");
+    assert_eq!(
+        v["watermark"]["payload"],
+        sha256_payload("video-1").as_str(),
+        "{v}"
+    );
+    assert!(
+        v["watermark"]["false_positive_probability"]
+            .as_f64()
+            .unwrap()
+            < 1e-9
+    );
+    assert_eq!(v["visible"]["position"], "bottom-right", "{v}");
+    let until = v["visible"]["until_seconds"].as_f64().unwrap();
+    assert!((2.9..=3.6).contains(&until), "label shows until {until} s");
+
+    // The unmarked source shows neither.
+    let u = verify_json(&src);
+    assert_eq!(u["verdict"], "not_found");
+    assert_eq!(u["watermark"]["detected"], false, "{u}");
+    assert_eq!(u["visible"]["detected"], false, "{u}");
+
+    // Re-encoded at CRF 28 with the metadata stripped, the watermark still links the file back.
+    let att = dir.path().join("attacked.mp4");
+    ffmpeg(&[
+        "-i",
+        out.to_str().unwrap(),
+        "-c:v",
+        "libx264",
+        "-crf",
+        "28",
+        "-c:a",
+        "copy",
+        "-map_metadata",
+        "-1",
+        att.to_str().unwrap(),
+    ]);
+    let a = verify_json(&att);
+    assert_eq!(a["verdict"], "not_found", "{a}");
+    assert_eq!(
+        a["watermark"]["payload"],
+        sha256_payload("video-1").as_str(),
+        "{a}"
+    );
+    assert!(
+        finding_codes(&a).contains(&"watermark_only".to_string()),
+        "{a}"
+    );
+}
+
+#[test]
+fn label_span_options_and_bad_input() {
+    let dir = workdir();
+    let src = source(dir.path());
+    let out = dir.path().join("end.mkv");
+    let mkv = dir.path().join("clip.mkv");
+    ffmpeg(&[
+        "-i",
+        src.to_str().unwrap(),
+        "-map",
+        "0:v",
+        "-map",
+        "0:a",
+        "-map",
+        "0:s",
+        "-c",
+        "copy",
+        "-c:s",
+        "srt",
+        mkv.to_str().unwrap(),
+    ]);
+    // At the end, in Matroska, for 2.5 s, with the watermark off.
+    let r = mark_report(
+        &mkv,
+        &out,
+        &[
+            "--visible-at",
+            "end",
+            "--visible-seconds",
+            "2.5",
+            "--no-watermark",
+        ],
+    );
+    assert_eq!(r["watermark"], Value::Null);
+    let from = r["visible"]["from_seconds"].as_f64().unwrap();
+    let to = r["visible"]["to_seconds"].as_f64().unwrap();
+    assert!(
+        (3.4..3.6).contains(&from) && (5.9..6.1).contains(&to),
+        "{from}-{to}"
+    );
+    assert!(probe(&out)["format"]["tags"]["AIGC"].is_string());
+    // Under 2 s is refused before any file is touched.
+    let o = aigc(&[
+        "mark",
+        src.to_str().unwrap(),
+        "-o",
+        "x.mp4",
+        "--producer",
+        PRODUCER,
+        "--visible-seconds",
+        "1.5",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--visible-seconds"), "{}", stderr(&o));
+    // A truncated video fails alone with one line; the good one in the batch is written.
+    let bad = dir.path().join("bad.mp4");
+    let bytes = std::fs::read(&src).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() / 3]).unwrap();
+    let outdir = dir.path().join("outs");
+    let o = aigc(&[
+        "mark",
+        bad.to_str().unwrap(),
+        src.to_str().unwrap(),
+        "--out-dir",
+        outdir.to_str().unwrap(),
+        "--producer",
+        PRODUCER,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("bad.mp4"), "{err}");
+    assert!(outdir.join("clip.mp4").exists());
+    assert!(!outdir.join("bad.mp4").exists());
+    assert_eq!(std::fs::read(&bad).unwrap(), bytes[..bytes.len() / 3]);
+}

@@ -1,0 +1,132 @@
+//! The watermark on bare luma planes, as video frames hand them over: the same change as on an
+//! image, 10-bit samples, the enlarged tile read back through a decimating frame stack, and
+//! frames stacked so a mark too weak for one frame is found in several.
+
+use aigc_image::watermark::{
+    detect, detect_prepared, embed, embed_plane, tile, tile_scaled, FrameStack, LumaPlane,
+    TARGET_RMS,
+};
+use image::{DynamicImage, GrayImage};
+
+/// Smooth-ish random texture: sums of a few noise octaves, seeded.
+fn texture(w: u32, h: u32, seed: u64) -> GrayImage {
+    let mut s = seed;
+    let mut rnd = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s % 1000) as f32 / 1000.0
+    };
+    let cells: Vec<Vec<f32>> = [8u32, 32, 128]
+        .iter()
+        .map(|c| (0..((w / c + 2) * (h / c + 2))).map(|_| rnd()).collect())
+        .collect();
+    GrayImage::from_fn(w, h, |x, y| {
+        let mut v = 0.0;
+        for (i, c) in [8u32, 32, 128].iter().enumerate() {
+            v += cells[i][((y / c) * (w / c + 2) + x / c) as usize] * [30.0, 50.0, 80.0][i];
+        }
+        image::Luma([(v + 40.0).min(255.0) as u8])
+    })
+}
+
+const KEY: [u8; 32] = [7; 32];
+const PAYLOAD: u64 = 0x5eed_cafe_f00d_0001;
+
+#[test]
+fn a_plane_gets_the_same_change_as_an_image() {
+    let img = texture(384, 256, 1);
+    let mut as_image = DynamicImage::ImageLuma8(img.clone());
+    embed(&mut as_image, &KEY, PAYLOAD);
+    // A plane with padding at the end of each row, as decoders lay them out.
+    let stride = 400;
+    let mut data = vec![0u8; stride * 256];
+    for (y, row) in img.rows().enumerate() {
+        for (x, p) in row.enumerate() {
+            data[y * stride + x] = p[0];
+        }
+    }
+    let before = data.clone();
+    let mut plane = LumaPlane {
+        data: &mut data,
+        stride,
+        width: 384,
+        height: 256,
+        bits: 8,
+    };
+    embed_plane(&mut plane, &tile(&KEY, PAYLOAD), TARGET_RMS);
+    let expected = as_image.to_luma8();
+    for y in 0..256 {
+        assert_eq!(
+            &data[y * stride..y * stride + 384],
+            &expected.as_raw()[y * 384..(y + 1) * 384]
+        );
+        assert_eq!(
+            &data[y * stride + 384..(y + 1) * stride],
+            &before[y * stride + 384..(y + 1) * stride],
+            "padding touched"
+        );
+    }
+    assert_eq!(
+        detect(&DynamicImage::ImageLuma8(expected), &KEY).map(|f| f.payload),
+        Some(PAYLOAD)
+    );
+}
+
+#[test]
+fn ten_bit_planes_and_the_enlarged_tile_read_back() {
+    // Twice the tile needs twice the frame for as many tiles: video uses it from 1080p up.
+    let (w, h) = (1536usize, 1024usize);
+    let img = texture(w as u32, h as u32, 2);
+    let mut data: Vec<u8> = img
+        .as_raw()
+        .iter()
+        .flat_map(|&v| (v as u16 * 4).to_le_bytes())
+        .collect();
+    let mut plane = LumaPlane {
+        data: &mut data,
+        stride: 2 * w,
+        width: w,
+        height: h,
+        bits: 10,
+    };
+    let sum_sq = embed_plane(&mut plane, &tile_scaled(&KEY, PAYLOAD, 2), TARGET_RMS);
+    let psnr = 10.0 * (255.0f64.powi(2) / (sum_sq / (w * h) as f64)).log10();
+    assert!((41.0..44.0).contains(&psnr), "PSNR {psnr:.2}");
+    let mut at_2 = FrameStack::new(2);
+    at_2.add(&plane);
+    let found = detect_prepared(&at_2.prepare().unwrap(), &KEY).found;
+    assert_eq!(found.map(|f| f.payload), Some(PAYLOAD));
+    // Read at the wrong scale it is not found by the exact-grid path, nor under another key.
+    assert!(detect_prepared(&at_2.prepare().unwrap(), &[8; 32])
+        .found
+        .is_none());
+}
+
+#[test]
+fn frames_add_up() {
+    // A mark at a third of the strength: one frame is not enough, twelve different ones are.
+    let t = tile(&KEY, PAYLOAD);
+    let mut stack = FrameStack::new(1);
+    let mut single = None;
+    for seed in 0..12 {
+        let img = texture(512, 512, 10 + seed);
+        let mut data = img.into_raw();
+        let mut plane = LumaPlane {
+            data: &mut data,
+            stride: 512,
+            width: 512,
+            height: 512,
+            bits: 8,
+        };
+        embed_plane(&mut plane, &t, TARGET_RMS / 3.0);
+        stack.add(&plane);
+        if seed == 0 {
+            single = Some(detect_prepared(&stack.prepare().unwrap(), &KEY).found);
+        }
+    }
+    assert_eq!(single, Some(None), "one weak frame should not be enough");
+    assert_eq!(stack.frames(), 12);
+    let found = detect_prepared(&stack.prepare().unwrap(), &KEY).found;
+    assert_eq!(found.map(|f| f.payload), Some(PAYLOAD));
+}
