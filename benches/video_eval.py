@@ -71,10 +71,11 @@ def corpus(n, seconds):
             else:
                 zp = (f"zoompan=z=1.3:x='(iw-iw/zoom)*on/{frames}':y='ih/2-(ih/zoom/2)':"
                       f"d={frames}:s={w}x{h}:fps=30")
-            ff("-loop", "1", "-i", photo, "-ss", str(20 + 7 * i), "-i", music[i % len(music)],
+            ff("-loop", "1", "-i", photo, "-stream_loop", "-1", "-ss", str(20 + 7 * i),
+               "-i", music[i % len(music)],
                "-filter_complex", f"[0:v]scale=3840:-2,{zp},format=yuv420p[v]",
                "-map", "[v]", "-map", "1:a", "-t", str(seconds), "-c:v", "libx264", "-crf", "20",
-               "-preset", "fast", "-c:a", "aac", "-b:a", "128k", "-shortest", out)
+               "-preset", "fast", "-c:a", "aac", "-b:a", "128k", out)
         clips.append(out)
     return clips
 

@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Label AI-generated files: writes the implicit metadata label (one per file).
-    Mark(MarkArgs),
+    Mark(Box<MarkArgs>),
     /// Check files for labels and report a verdict per file. Never writes.
     Verify(VerifyArgs),
     /// As a distributing platform, add your propagator fields to each file's label.

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     let result = match cli.command {
-        Command::Mark(a) => mark(a, &cfg),
+        Command::Mark(a) => mark(*a, &cfg),
         Command::Verify(a) => verify(a, &cfg),
         Command::Propagate(a) => propagate(a, &cfg),
     };

@@ -362,6 +362,20 @@ fn label_span_options_and_bad_input() {
         "{from}-{to}"
     );
     assert!(probe(&out)["format"]["tags"]["AIGC"].is_string());
+    // A video without sound goes through the same way.
+    let silent = dir.path().join("silent.mp4");
+    ffmpeg(&[
+        "-i",
+        src.to_str().unwrap(),
+        "-map",
+        "0:v",
+        "-c",
+        "copy",
+        silent.to_str().unwrap(),
+    ]);
+    let r = mark_report(&silent, &dir.path().join("silent-out.mp4"), &[]);
+    assert_eq!(r["copied_streams"].as_array().unwrap().len(), 0, "{r}");
+    assert!(r["watermark"]["payload"].is_string(), "{r}");
     // Under 2 s is refused before any file is touched.
     let o = aigc(&[
         "mark",

@@ -72,15 +72,14 @@ fn decode(path: &Path, src: &transcode::Source, downmix: bool) -> Result<Pcm, St
 
 /// Decodes a voice prompt recording (any format this crate reads).
 pub fn load_voice(path: &Path) -> Result<Pcm, String> {
-    let src = transcode::probe(path)?;
+    let src = transcode::probe(path)?.ok_or("no audio stream")?;
     decode(path, &src, false)
 }
 
 /// Whether `path` (of a container `is_audio_format` accepts) holds audio only. MP4 and Ogg
 /// with video are left to the video pipeline.
 pub fn probe_audio_only(path: &Path) -> Result<Option<transcode::Source>, String> {
-    let src = transcode::probe(path)?;
-    Ok((!src.has_video).then_some(src))
+    Ok(transcode::probe(path)?.filter(|src| !src.has_video))
 }
 
 /// Marks the audio file `input` into `output`. `Ok(None)`: not an audio-only file of a format

@@ -42,14 +42,13 @@ fn tags(d: ff::DictionaryRef) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Reads the container's description of its first audio stream.
-pub fn probe(path: &Path) -> Result<Source, String> {
+/// Reads the container's description of its first audio stream; `Ok(None)` when it has none.
+pub fn probe(path: &Path) -> Result<Option<Source>, String> {
     init();
     let ictx = ff::format::input(path).map_err(|e| format!("FFmpeg cannot open it: {e}"))?;
-    let stream = ictx
-        .streams()
-        .best(ff::media::Type::Audio)
-        .ok_or("no audio stream")?;
+    let Some(stream) = ictx.streams().best(ff::media::Type::Audio) else {
+        return Ok(None);
+    };
     let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
         .map_err(|e| e.to_string())?;
     let dec = ctx.decoder().audio().map_err(|e| e.to_string())?;
@@ -57,7 +56,7 @@ pub fn probe(path: &Path) -> Result<Source, String> {
         0 => ictx.bit_rate().max(0) as usize,
         b => b,
     };
-    Ok(Source {
+    Ok(Some(Source {
         demuxer: ictx.format().name().to_string(),
         codec: dec.id(),
         sample_format: dec.format(),
@@ -72,7 +71,7 @@ pub fn probe(path: &Path) -> Result<Source, String> {
         }),
         container_tags: tags(ictx.metadata()),
         stream_tags: tags(stream.metadata()),
-    })
+    }))
 }
 
 /// Decodes the first audio stream with FFmpeg's decoder (used for Opus).

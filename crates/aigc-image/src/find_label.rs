@@ -149,6 +149,17 @@ fn ncc(luma: &[f32], lw: usize, ii: &Integral, t: &Template, x: usize, y: usize)
 /// Coarse to fine: every eighth-octave size and every second margin first, then the
 /// neighbourhood of the best coarse match per position at full resolution.
 pub fn find_label<F: Font>(img: &DynamicImage, font: &F, text: &str) -> Option<FoundLabel> {
+    find_label_at(img, font, text, &Position::ALL)
+}
+
+/// [`find_label`] at the given positions only: following a label already found through the
+/// frames of a video costs an eighth of a full search.
+pub fn find_label_at<F: Font>(
+    img: &DynamicImage,
+    font: &F,
+    text: &str,
+    positions: &[Position],
+) -> Option<FoundLabel> {
     let (luma, w, h) = work_luma(img, WORK_SIDE);
     let side = w.min(h) as f32;
     let ii = Integral::new(&luma, w, h);
@@ -175,7 +186,7 @@ pub fn find_label<F: Font>(img: &DynamicImage, font: &F, text: &str) -> Option<F
         }
     };
     let mut best: Option<FoundLabel> = None;
-    for pos in Position::ALL {
+    for &pos in positions {
         let mut coarse = (f32::MIN, 0usize, 0i64);
         for ti in (0..templates.len()).step_by(2) {
             for m in (0..=max_margin).step_by(2) {

@@ -13,7 +13,7 @@
 mod find_label;
 pub mod pipeline;
 pub mod watermark;
-pub use find_label::{find_label, FoundLabel};
+pub use find_label::{find_label, find_label_at, FoundLabel};
 
 use ab_glyph::{point, Font, FontRef, PxScale, ScaleFont};
 use image::{DynamicImage, GenericImageView, Pixel, Rgba, RgbaImage};

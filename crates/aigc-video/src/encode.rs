@@ -137,33 +137,6 @@ pub fn muxer_for(path: &std::path::Path, demuxer: &str) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crf_follows_bits_per_pixel() {
-        // 1080p30 at 6.2 Mbit/s is 0.1 bit per pixel: x264's default.
-        assert!((matched_crf(6.22e6, 1920, 1080, 30.0) - 23.0).abs() < 0.1);
-        // Twice the rate, 6 steps better; absurd rates stay in range.
-        assert!((matched_crf(12.44e6, 1920, 1080, 30.0) - 17.0).abs() < 0.1);
-        assert_eq!(matched_crf(1e9, 1920, 1080, 30.0), 16.0);
-        assert_eq!(matched_crf(1e3, 1920, 1080, 30.0), 30.0);
-        assert_eq!(matched_crf(0.0, 1920, 1080, 30.0), 23.0);
-    }
-
-    #[test]
-    fn user_settings_win() {
-        let user = EncodeSettings {
-            crf: Some(28.0),
-            preset: Some("veryfast".into()),
-        };
-        let c = settings("libx264", 20.0, &user);
-        assert_eq!((c.crf, c.preset.as_str()), (28.0, "veryfast"));
-        assert!(c.options.contains(&("crf".into(), "28".into())));
-    }
-}
-
 /// The mean quantiser of the input's first frames, as its decoder reports it (H.264 exports
 /// its per-block QP; other codecs return `None`). Area-weighted over the blocks. Re-encoding
 /// with x264 at a CRF equal to it keeps at least the input's quality: x264's mean QP lands at
@@ -235,4 +208,31 @@ fn mean_block_qp(d: &[u8]) -> Option<(f64, f64)> {
         area += w * h;
     }
     (area > 0.0).then(|| (sum / area, area))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crf_follows_bits_per_pixel() {
+        // 1080p30 at 6.2 Mbit/s is 0.1 bit per pixel: x264's default.
+        assert!((matched_crf(6.22e6, 1920, 1080, 30.0) - 23.0).abs() < 0.1);
+        // Twice the rate, 6 steps better; absurd rates stay in range.
+        assert!((matched_crf(12.44e6, 1920, 1080, 30.0) - 17.0).abs() < 0.1);
+        assert_eq!(matched_crf(1e9, 1920, 1080, 30.0), 16.0);
+        assert_eq!(matched_crf(1e3, 1920, 1080, 30.0), 30.0);
+        assert_eq!(matched_crf(0.0, 1920, 1080, 30.0), 23.0);
+    }
+
+    #[test]
+    fn user_settings_win() {
+        let user = EncodeSettings {
+            crf: Some(28.0),
+            preset: Some("veryfast".into()),
+        };
+        let c = settings("libx264", 20.0, &user);
+        assert_eq!((c.crf, c.preset.as_str()), (28.0, "veryfast"));
+        assert!(c.options.contains(&("crf".into(), "28".into())));
+    }
 }

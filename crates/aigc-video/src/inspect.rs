@@ -7,13 +7,13 @@ use crate::{ffmpeg_error, init, pick_video_stream, seconds_of};
 use ab_glyph::FontArc;
 use aigc_dsp::Key;
 use aigc_image::watermark::{self, FrameStack, LumaPlane, WatermarkFound};
-use aigc_image::{find_label, FoundLabel};
+use aigc_image::{find_label, find_label_at, FoundLabel};
 use aigc_meta::Format;
 use ffmpeg_next as ff;
 use std::path::Path;
 
 /// How much of the opening is decoded to follow the visible label, seconds.
-pub const LABEL_SCAN_SECONDS: f64 = 5.0;
+pub const LABEL_SCAN_SECONDS: f64 = 4.0;
 /// Spacing of the frames checked for the visible label, seconds.
 const LABEL_STEP: f64 = 0.5;
 /// Keyframes sought across the rest of the file when the opening alone does not show the
@@ -94,19 +94,21 @@ pub fn watermark_stacks(path: &Path) -> Result<(Stacks, Option<Stacks>), String>
 }
 
 /// The same frames stacked at each tile scale a video of this size may carry: the scale
-/// `mark` uses for this size first, then the other, since a crop or a resize may move a video
-/// across the threshold between them.
+/// `mark` uses for this size first, then (for frames under the threshold) the doubled one,
+/// since a crop or a resize may have moved a large video below it.
 #[derive(Clone)]
 pub struct Stacks(Vec<FrameStack>);
 
 impl Stacks {
     pub fn new(width: u32, height: u32) -> Stacks {
         let first = crate::mark::grid_factor(width, height);
-        let other = 3 - first.clamp(1, 2);
         let mut v = vec![FrameStack::new(first)];
-        // Decimated by 2, a frame must still hold a few tiles.
-        if width.min(height) >= 4 * aigc_image::watermark::TILE as u32 || other == 1 {
-            v.push(FrameStack::new(other));
+        // A frame under the threshold may be a cropped or shrunk large one, marked with the
+        // doubled tile; decimated by 2 it must still hold a few tiles. (A large frame marked
+        // with the single tile, an enlarged small video, reads in the first stack at a scale
+        // the search covers.)
+        if first == 1 && width.min(height) >= 4 * aigc_image::watermark::TILE as u32 {
+            v.push(FrameStack::new(2));
         }
         Stacks(v)
     }
@@ -217,7 +219,12 @@ impl Sampler {
             if let (true, Some((font, text))) = (label_run && t >= next_label, label) {
                 next_label = (t / LABEL_STEP).floor() * LABEL_STEP + LABEL_STEP;
                 let img = image::DynamicImage::ImageLuma8(planes::luma_image(frame, lay));
-                match (find_label(&img, font, text), &mut visible) {
+                // Once found, the label is followed where it is.
+                let found = match &visible {
+                    None => find_label(&img, font, text),
+                    Some(v) => find_label_at(&img, font, text, &[v.label.position]),
+                };
+                match (found, &mut visible) {
                     (Some(found), None) if t < LABEL_STEP => {
                         visible = Some(VisibleFound {
                             label: found,
