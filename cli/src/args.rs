@@ -143,7 +143,8 @@ pub struct VideoArgs {
     /// Video: how long the visible label shows, seconds (GB 45438: at least 2).
     #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
     pub visible_seconds: f64,
-    /// Video: which frames show the visible label: start, end or all.
+    /// Video: which frames show the visible label: start, end (the start and the end: the start
+    /// is required) or all.
     #[arg(long, value_name = "WHERE", default_value = "start", value_parser = parse_visible_at)]
     pub visible_at: aigc_video::Span,
     /// Video: the encoder's constant rate factor (default: matched to the input's bits per pixel).

@@ -168,12 +168,16 @@ fn write_one(
                 r.seconds,
             );
             if let Some(v) = &r.visible {
+                let spans: Vec<String> = v
+                    .spans
+                    .iter()
+                    .map(|[a, b]| format!("{a:.2}-{b:.2} s"))
+                    .collect();
                 text.push_str(&format!(
-                    ", visible label {:.1}% high on {} frames ({:.2}-{:.2} s)",
+                    ", visible label {:.1}% high on {} frames ({})",
                     v.placement.height_ratio * 100.0,
                     v.frames,
-                    v.from_seconds,
-                    v.to_seconds
+                    spans.join(", ")
                 ));
             }
             if let Some((payload, psnr)) = &r.watermark {
@@ -195,7 +199,7 @@ fn write_one(
                 ));
             }
             text.push(')');
-            let visible = r.visible.map(|v| json!({"ink_box": v.placement.ink, "plate_box": v.placement.plate, "text_height_ratio": v.placement.height_ratio, "frames": v.frames, "from_seconds": v.from_seconds, "to_seconds": v.to_seconds}));
+            let visible = r.visible.as_ref().map(|v| json!({"ink_box": v.placement.ink, "plate_box": v.placement.plate, "text_height_ratio": v.placement.height_ratio, "frames": v.frames, "spans_seconds": v.spans}));
             Outcome::Done {
                 text,
                 json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": r.format.name(), "muxer": r.muxer, "decoder": r.decoder, "encoder": e.encoder, "crf": e.crf, "preset": e.preset, "width": r.width, "height": r.height, "pixel_format": r.pixel_format, "frames": r.frames, "seconds": r.seconds, "label": label, "visible": visible, "watermark": r.watermark.map(|(p, psnr)| json!({"payload": format!("{p:016x}"), "psnr_db": psnr})), "copied_streams": r.copied, "dropped_streams": r.dropped, "chapters": r.chapters, "damaged_packets": r.damaged_packets}),

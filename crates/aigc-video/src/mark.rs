@@ -32,7 +32,8 @@ pub const VIDEO_TARGET_RMS: f32 = 1.9;
 pub enum Span {
     /// The opening `seconds`.
     Start,
-    /// The closing `seconds`.
+    /// The opening and the closing `seconds`: GB 45438 requires the opening, the end is an
+    /// addition, so a label at the end never replaces the one at the start.
     End,
     /// Every frame.
     All,
@@ -58,14 +59,13 @@ pub struct VideoLayers<'a> {
 }
 
 /// Where and when the visible label went.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct VisibleReport {
     pub placement: Placement,
     pub frames: u64,
-    /// Timestamps, relative to the first frame, of the first labeled frame and the end of the
-    /// last one.
-    pub from_seconds: f64,
-    pub to_seconds: f64,
+    /// The runs of labeled frames: start of the first and end of the last frame of each run,
+    /// seconds from the first frame.
+    pub spans: Vec<[f64; 2]>,
 }
 
 /// What `mark` did to a video file.
@@ -173,8 +173,7 @@ struct PaintStats {
     frames: u64,
     labeled: u64,
     placement: Option<Placement>,
-    first_label: Option<f64>,
-    label_end: f64,
+    spans: Vec<[f64; 2]>,
     sum_sq: f64,
     pixels: f64,
     first_t: Option<f64>,
@@ -412,8 +411,7 @@ fn transcode(
         visible: paint.placement.map(|placement| VisibleReport {
             placement,
             frames: paint.labeled,
-            from_seconds: paint.first_label.unwrap_or(0.0),
-            to_seconds: paint.label_end,
+            spans: paint.spans,
         }),
         watermark: layers.watermark.map(|(_, payload)| {
             let mse = paint.sum_sq / paint.pixels.max(1.0);
@@ -528,7 +526,9 @@ fn paint(input: Receiver<Item>, out: SyncSender<Item>, p: Painter) -> Result<Pai
         let labeled = p.visible.is_some_and(|v| match v.span {
             Span::All => true,
             Span::Start => t < v.seconds,
-            Span::End => p.duration.is_some_and(|d| t + p.frame_len > d - v.seconds),
+            Span::End => {
+                t < v.seconds || p.duration.is_some_and(|d| t + p.frame_len > d - v.seconds)
+            }
         });
         if labeled || p.tile.is_some() {
             // Decoded frames share their buffers with the decoder's reference pictures; the
@@ -549,8 +549,13 @@ fn paint(input: Receiver<Item>, out: SyncSender<Item>, p: Painter) -> Result<Pai
             planes::composite(&mut frame, p.lay, l);
             st.placement = Some(l.placement);
             st.labeled += 1;
-            st.first_label.get_or_insert(t);
-            st.label_end = t + p.frame_len;
+            // A run goes on while frames follow within a frame and a half of its end.
+            match st.spans.last_mut() {
+                Some(run) if t - run[1] <= 0.5 * p.frame_len.max(1e-3) + 1e-6 => {
+                    run[1] = t + p.frame_len
+                }
+                _ => st.spans.push([t, t + p.frame_len]),
+            }
         }
         if let Some(tile) = p.tile {
             let mut plane = planes::luma_plane(&mut frame, p.lay);
