@@ -360,8 +360,14 @@ fn label_span_options_and_bad_input() {
         serde_json::from_value(r["visible"]["spans_seconds"].clone()).unwrap();
     assert_eq!(spans.len(), 2, "{spans:?}");
     let near = |a: f64, b: f64| (a - b).abs() < 0.1;
-    assert!(near(spans[0][0], 0.0) && near(spans[0][1], 2.5), "{spans:?}");
-    assert!(near(spans[1][0], 3.5) && near(spans[1][1], 6.0), "{spans:?}");
+    assert!(
+        near(spans[0][0], 0.0) && near(spans[0][1], 2.5),
+        "{spans:?}"
+    );
+    assert!(
+        near(spans[1][0], 3.5) && near(spans[1][1], 6.0),
+        "{spans:?}"
+    );
     assert!(probe(&out)["format"]["tags"]["AIGC"].is_string());
     // A video without sound goes through the same way.
     let silent = dir.path().join("silent.mp4");
