@@ -7,15 +7,6 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn ffmpeg(args: &[&str]) {
-    let o = Command::new("ffmpeg")
-        .args(["-v", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg");
-    assert!(o.status.success(), "ffmpeg {args:?}: {}", stderr(&o));
-}
-
 /// 14 s of pink noise under a chord, 44.1 kHz stereo, tagged: a stand-in for music that the
 /// ffmpeg CLI makes, encoded with `codec_args` into `name`.
 fn source(dir: &Path, name: &str, codec_args: &[&str]) -> PathBuf {

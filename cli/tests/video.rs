@@ -6,20 +6,10 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const W: usize = 480;
 const H: usize = 270;
 const FPS: usize = 25;
-
-fn ffmpeg(args: &[&str]) {
-    let o = Command::new("ffmpeg")
-        .args(["-v", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg");
-    assert!(o.status.success(), "ffmpeg {args:?}: {}", stderr(&o));
-}
 
 /// A 6 s pan and zoom over the committed photograph with a tone, a subtitle track, two
 /// chapters and a title; variable frame rate (every frame for 2 s, then every other one).

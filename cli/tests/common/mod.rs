@@ -105,6 +105,12 @@ pub fn verify_json(path: &Path) -> serde_json::Value {
     .unwrap()
 }
 
+/// Runs the ffmpeg CLI quietly, overwriting its output; any failure fails the test with its message.
+pub fn ffmpeg(args: &[&str]) {
+    let o = tool("ffmpeg", &[&["-v", "error", "-y"][..], args].concat());
+    assert!(o.status.success(), "ffmpeg {args:?}: {}", stderr(&o));
+}
+
 /// Runs an external tool that `.ci/run` installs; a missing tool fails the test loudly.
 pub fn tool(program: &str, args: &[&str]) -> Output {
     Command::new(program)

@@ -133,19 +133,7 @@ pub fn mark_file(
         report.rhythm_at = Some(at);
     }
     report.limiter_db = limit(&mut audio);
-    let dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".aigc-label-enc-")
-        .tempfile_in(dir)
-        .map_err(|e| {
-            fail(format!(
-                "cannot create a temporary file in {}: {e}",
-                dir.display()
-            ))
-        })?;
+    let tmp = aigc_meta::temp_beside(output)?;
     report.codec = transcode::encode(&audio, &src, tmp.path()).map_err(fail)?;
     let mut encoded = std::fs::read(tmp.path())?;
     drop(tmp);

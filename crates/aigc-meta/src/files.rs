@@ -201,6 +201,16 @@ pub fn carry_metadata(format: Format, original: &[u8], encoded: Vec<u8>) -> Resu
     }
 }
 
+/// A temporary file in the folder `output` will be written to (so the final rename stays on
+/// one file system), for pipelines that encode before the label goes in. Removed when dropped.
+pub fn temp_beside(output: &Path) -> Result<tempfile::NamedTempFile> {
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    temp_in(dir)
+}
+
 fn temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
     tempfile::Builder::new()
         .prefix(".aigc-label-")

@@ -22,7 +22,7 @@ pub mod xmp;
 
 pub use error::{ErrorKind, MetaError, Result};
 pub use files::{
-    carry_metadata, detect, handlers, open_input, scan_file, write_encoded, write_file,
-    write_file_like, FileScan, SUPPORTED,
+    carry_metadata, detect, handlers, open_input, scan_file, temp_beside, write_encoded,
+    write_file, write_file_like, FileScan, SUPPORTED,
 };
 pub use handler::{Format, FormatHandler, Scan, WriteOptions};

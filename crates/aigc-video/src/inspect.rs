@@ -3,7 +3,7 @@
 //! Never writes; never decodes the whole file.
 
 use crate::planes;
-use crate::{ffmpeg_error, init, pick_video_stream, seconds_of};
+use crate::{init, open_decoder, pick_video_stream, seconds_of};
 use ab_glyph::FontArc;
 use aigc_dsp::Key;
 use aigc_image::watermark::{self, FrameStack, LumaPlane, WatermarkFound};
@@ -166,28 +166,10 @@ impl Sampler {
         let ist = ictx.stream(vidx).expect("exists");
         let tb = ist.time_base();
         let tb = tb.numerator() as f64 / tb.denominator().max(1) as f64;
-        let mut ctx =
-            ff::codec::context::Context::from_parameters(ist.parameters()).map_err(ffmpeg_error)?;
-        ctx.set_threading(ff::codec::threading::Config {
-            kind: ff::codec::threading::Type::Frame,
-            count: 0,
-            ..Default::default()
-        });
-        let mut decoder = ctx
-            .decoder()
-            .video()
-            .map_err(|e| format!("no decoder for its video: {e}"))?;
+        let (mut decoder, lay) = open_decoder(&ist)?;
         // Frames nothing refers to (most B-frames) are not needed to sample the opening:
         // skipping them halves the decoding.
         decoder.skip_frame(ff::Discard::NonReference);
-        let lay = planes::layout(decoder.format())
-            .ok_or_else(|| {
-                format!(
-                    "its pixel format {:?} is not one this tool reads (planar YUV or grey, 8-12 bits)",
-                    decoder.format()
-                )
-            })?
-            .with_range(decoder.color_range());
         let seconds = seconds_of(&ictx, vidx);
         Ok(Some(Sampler {
             ictx,

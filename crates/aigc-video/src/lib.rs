@@ -33,6 +33,38 @@ fn init() {
     });
 }
 
+/// Let FFmpeg pick the thread count (decoders: frame threads; x264 and friends: their own).
+fn auto_threads() -> ff::codec::threading::Config {
+    ff::codec::threading::Config {
+        kind: ff::codec::threading::Type::Frame,
+        count: 0,
+        ..Default::default()
+    }
+}
+
+/// Opens the decoder of a video stream, multi-threaded, and the planar layout of its frames;
+/// refuses pixel formats the pipeline does not handle, naming them.
+fn open_decoder(
+    ist: &ff::format::stream::Stream,
+) -> Result<(ff::decoder::Video, planes::Layout), String> {
+    let mut ctx =
+        ff::codec::context::Context::from_parameters(ist.parameters()).map_err(ffmpeg_error)?;
+    ctx.set_threading(auto_threads());
+    let decoder = ctx
+        .decoder()
+        .video()
+        .map_err(|e| format!("no decoder for its video: {e}"))?;
+    let lay = planes::layout(decoder.format())
+        .ok_or_else(|| {
+            format!(
+                "its pixel format {:?} is not one this tool handles (planar YUV or grey, 8-12 bits)",
+                decoder.format()
+            )
+        })?
+        .with_range(decoder.color_range());
+    Ok((decoder, lay))
+}
+
 fn ffmpeg_error(e: ff::Error) -> String {
     e.to_string()
 }

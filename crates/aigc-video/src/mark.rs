@@ -8,7 +8,7 @@
 
 use crate::encode::{self, Choice, EncodeSettings};
 use crate::planes::{self, Layout};
-use crate::{ffmpeg_error, init, pick_video_stream, seconds_of};
+use crate::{auto_threads, ffmpeg_error, init, open_decoder, pick_video_stream, seconds_of};
 use ab_glyph::FontArc;
 use aigc_core::Label;
 use aigc_dsp::Key;
@@ -121,20 +121,7 @@ pub fn mark_file(
     if pick_video_stream(&ictx).is_none() {
         return Ok(None);
     }
-    let dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".aigc-label-enc-")
-        .tempfile_in(dir)
-        .map_err(|e| {
-            fail(format!(
-                "cannot create a temporary file in {}: {e}",
-                dir.display()
-            ))
-        })?
-        .into_temp_path();
+    let tmp = aigc_meta::temp_beside(output)?.into_temp_path();
     let muxer = encode::muxer_for(output, ictx.format().name());
     let mut report = transcode(input, ictx, &tmp, muxer, layers).map_err(fail)?;
     report.format = format;
@@ -176,7 +163,6 @@ struct PaintStats {
     spans: Vec<[f64; 2]>,
     sum_sq: f64,
     pixels: f64,
-    first_t: Option<f64>,
     last_end: f64,
 }
 
@@ -199,29 +185,12 @@ fn transcode(
     } else {
         0.0
     };
-    let mut dec_ctx =
-        ff::codec::context::Context::from_parameters(ist.parameters()).map_err(ffmpeg_error)?;
-    dec_ctx.set_threading(ff::codec::threading::Config {
-        kind: ff::codec::threading::Type::Frame,
-        count: 0,
-        ..Default::default()
-    });
-    let decoder = dec_ctx
-        .decoder()
-        .video()
-        .map_err(|e| format!("no decoder for its video: {e}"))?;
+    let (decoder, lay) = open_decoder(&ist)?;
     let decoder_name = decoder
         .codec()
         .map(|c| c.name().to_string())
         .unwrap_or_default();
     let (width, height, pixel) = (decoder.width(), decoder.height(), decoder.format());
-    let lay = planes::layout(pixel)
-        .ok_or_else(|| {
-            format!(
-                "its pixel format {pixel:?} is not one this tool labels (planar YUV or grey, 8-12 bits)"
-            )
-        })?
-        .with_range(decoder.color_range());
     let duration = seconds_of(&ictx, vidx);
     // The quality to match: the stream's own bitrate, else the file's.
     let bits = match decoder.bit_rate() {
@@ -273,11 +242,7 @@ fn transcode(
     enc.set_aspect_ratio(decoder.aspect_ratio());
     enc.set_colorspace(decoder.color_space());
     enc.set_color_range(decoder.color_range());
-    enc.set_threading(ff::codec::threading::Config {
-        kind: ff::codec::threading::Type::Frame,
-        count: 0,
-        ..Default::default()
-    });
+    enc.set_threading(auto_threads());
     if global_header {
         enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
     }
@@ -397,7 +362,8 @@ fn transcode(
     if paint.frames == 0 {
         return Err("its video stream has no decodable frame".into());
     }
-    let seconds = (paint.last_end - paint.first_t.unwrap_or(0.0)).max(0.0);
+    // Frame times are counted from the first frame.
+    let seconds = paint.last_end;
     Ok(VideoReport {
         format: Format::Mp4,
         muxer,
@@ -520,7 +486,6 @@ fn paint(input: Receiver<Item>, out: SyncSender<Item>, p: Painter) -> Result<Pai
         };
         let t_abs = frame.pts().unwrap_or(0) as f64 * p.tb;
         let t = t_abs - *t0.get_or_insert(t_abs);
-        st.first_t.get_or_insert(0.0);
         st.last_end = st.last_end.max(t + p.frame_len);
         st.frames += 1;
         let labeled = p.visible.is_some_and(|v| match v.span {
