@@ -102,6 +102,42 @@ fn write_options(no_iptc: bool, cfg: &config::Config) -> WriteOptions {
 }
 
 /// Writes one labelled output (creating its folder) with `write` and describes what happened.
+/// What `mark` did to the sound, in words: rhythm, voice prompt, watermark, limiter.
+fn sound_parts(r: &SoundReport) -> Vec<String> {
+    let mut parts = Vec::new();
+    if let Some(at) = r.rhythm_at {
+        parts.push(format!("rhythm label at {at:.2} s"));
+    }
+    if let Some(at) = r.voice_at {
+        parts.push(format!("voice prompt at {at:.2} s"));
+    }
+    if let Some((payload, e)) = &r.watermark {
+        parts.push(format!(
+            "watermark {payload:016x} at {:.1} dB SNR",
+            e.snr_db
+        ));
+    }
+    if r.damaged_packets > 0 {
+        parts.push(format!(
+            "{} damaged packet(s) of the input skipped",
+            r.damaged_packets
+        ));
+    }
+    if r.limiter_db > 0.0 {
+        parts.push(format!("peaks limited by {:.1} dB", r.limiter_db));
+    }
+    parts
+}
+
+/// The rhythm, watermark and limiter of `mark`'s sound report, as JSON.
+fn sound_json(r: &SoundReport) -> serde_json::Value {
+    json!({
+        "rhythm": r.rhythm_at.map(|at| json!({"start_seconds": at})),
+        "watermark": r.watermark.map(|(p, e)| json!({"payload": p.hex(), "payload_bits": p.bits, "snr_db": e.snr_db, "strength": e.strength})),
+        "limiter_db": r.limiter_db,
+    })
+}
+
 fn write_one(
     job: &Job,
     out: &Path,
@@ -124,31 +160,13 @@ fn write_one(
                 out.display(),
                 r.codec,
             );
-            if let Some(at) = r.rhythm_at {
-                text.push_str(&format!(", rhythm label at {at:.2} s"));
-            }
-            if let Some(at) = r.voice_at {
-                text.push_str(&format!(", voice prompt at {at:.2} s"));
-            }
-            if let Some((payload, e)) = &r.watermark {
-                text.push_str(&format!(
-                    ", watermark {payload:016x} at {:.1} dB SNR",
-                    e.snr_db
-                ));
-            }
-            if r.damaged_packets > 0 {
-                text.push_str(&format!(
-                    ", {} damaged packet(s) of the input skipped",
-                    r.damaged_packets
-                ));
-            }
-            if r.limiter_db > 0.0 {
-                text.push_str(&format!(", peaks limited by {:.1} dB", r.limiter_db));
+            for part in sound_parts(&r) {
+                text.push_str(&format!(", {part}"));
             }
             text.push(')');
             Outcome::Done {
                 text,
-                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format, "codec": r.codec, "sample_rate": r.sample_rate, "channels": r.channels, "label": label, "rhythm": r.rhythm_at.map(|at| json!({"start_seconds": at})), "voice_prompt": r.voice_at.map(|at| json!({"start_seconds": at})), "watermark": r.watermark.map(|(p, e)| json!({"payload": p.hex(), "payload_bits": p.bits, "snr_db": e.snr_db, "strength": e.strength})), "limiter_db": r.limiter_db, "damaged_packets": r.damaged_packets, "seconds": r.seconds, "watermark_readable": r.seconds >= aigc_audio::watermark::MIN_SECONDS}),
+                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format, "codec": r.codec, "sample_rate": r.sample_rate, "channels": r.channels, "label": label, "rhythm": sound_json(&r)["rhythm"], "voice_prompt": r.voice_at.map(|at| json!({"start_seconds": at})), "watermark": sound_json(&r)["watermark"], "limiter_db": r.limiter_db, "damaged_packets": r.damaged_packets, "seconds": r.seconds, "watermark_readable": r.seconds >= aigc_audio::watermark::MIN_SECONDS}),
                 ok: true,
             }
         }
@@ -183,6 +201,16 @@ fn write_one(
             if let Some((payload, psnr)) = &r.watermark {
                 text.push_str(&format!(", watermark {payload:016x} at {psnr:.1} dB"));
             }
+            if let Some(snd) = &r.sound {
+                let parts = sound_parts(snd);
+                text.push_str(&format!(
+                    ", sound {} {} Hz{}{}",
+                    snd.codec,
+                    snd.sample_rate,
+                    if parts.is_empty() { "" } else { ": " },
+                    parts.join(", ")
+                ));
+            }
             if !r.copied.is_empty() {
                 text.push_str(&format!(", copied: {}", r.copied.join(", ")));
             }
@@ -202,7 +230,7 @@ fn write_one(
             let visible = r.visible.as_ref().map(|v| json!({"ink_box": v.placement.ink, "plate_box": v.placement.plate, "text_height_ratio": v.placement.height_ratio, "frames": v.frames, "spans_seconds": v.spans}));
             Outcome::Done {
                 text,
-                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": r.format.name(), "muxer": r.muxer, "decoder": r.decoder, "encoder": e.encoder, "crf": e.crf, "preset": e.preset, "width": r.width, "height": r.height, "pixel_format": r.pixel_format, "frames": r.frames, "seconds": r.seconds, "label": label, "visible": visible, "watermark": r.watermark.map(|(p, psnr)| json!({"payload": format!("{p:016x}"), "psnr_db": psnr})), "copied_streams": r.copied, "dropped_streams": r.dropped, "chapters": r.chapters, "damaged_packets": r.damaged_packets}),
+                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": r.format.name(), "muxer": r.muxer, "decoder": r.decoder, "encoder": e.encoder, "crf": e.crf, "preset": e.preset, "width": r.width, "height": r.height, "pixel_format": r.pixel_format, "frames": r.frames, "seconds": r.seconds, "label": label, "visible": visible, "watermark": r.watermark.map(|(p, psnr)| json!({"payload": format!("{p:016x}"), "psnr_db": psnr})), "sound": r.sound.as_ref().map(|snd| { let mut j = sound_json(snd); j["codec"] = json!(snd.codec); j["sample_rate"] = json!(snd.sample_rate); j["channels"] = json!(snd.channels); j["seconds"] = json!(snd.seconds); j }), "copied_streams": r.copied, "dropped_streams": r.dropped, "chapters": r.chapters, "damaged_packets": r.damaged_packets}),
                 ok: true,
             }
         }
@@ -467,6 +495,11 @@ fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
                 }),
                 watermark: (!a.no_watermark).then_some((&key, image_payload)),
                 encode: encode.clone(),
+                sound: SoundLayers {
+                    rhythm: rhythm.as_ref(),
+                    watermark: sound.watermark,
+                    voice: None,
+                },
             };
             write_one(
                 job,
@@ -490,6 +523,9 @@ fn mark(a: MarkArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
         },
     ))
 }
+
+/// How much of a video's soundtrack `verify` reads.
+const SOUNDTRACK_SECONDS: f64 = 60.0;
 
 fn verify(a: VerifyArgs, cfg: &config::Config) -> Result<batch::Summary, String> {
     let mode = mode(&a.inputs, cfg);
@@ -538,27 +574,26 @@ fn verify(a: VerifyArgs, cfg: &config::Config) -> Result<batch::Summary, String>
                 key.as_ref(),
             ) {
                 Ok(None) => {}
-                Ok(Some(v)) => {
+                pictures => {
+                    // The soundtrack's opening minute: the rhythm label sits at the start and
+                    // the watermark repeats every 3.4 s.
+                    let sound = aigc_audio::pipeline::inspect_soundtrack(
+                        &job.input,
+                        key.as_ref(),
+                        SOUNDTRACK_SECONDS,
+                    );
                     return verify_video(
                         job,
                         &fs,
                         verdict,
-                        Ok(&v),
+                        (
+                            pictures.as_ref().map(|p| p.as_ref().expect("Some")),
+                            sound.as_ref().map(Option::as_ref),
+                        ),
                         &text_to_find,
                         key.is_some(),
                         require,
-                    )
-                }
-                Err(e) => {
-                    return verify_video(
-                        job,
-                        &fs,
-                        verdict,
-                        Err(&e),
-                        &text_to_find,
-                        key.is_some(),
-                        require,
-                    )
+                    );
                 }
             }
             // A file whose metadata reads but whose pixels do not still gets its metadata verdict.
@@ -666,6 +701,38 @@ fn report_head(
     text
 }
 
+/// The rhythm labels found, one line each, for `verify`'s text report.
+fn rhythm_lines(sound: &aigc_audio::pipeline::SoundInspection, what: &str) -> String {
+    sound
+        .rhythm
+        .iter()
+        .map(|r| {
+            format!(
+                "\n    {what}rhythm label (.- ..): {:.2}-{:.2} s at {:.0} Hz",
+                r.start_seconds, r.end_seconds, r.frequency_hz
+            )
+        })
+        .collect()
+}
+
+/// `verify`'s findings in the sound as JSON: `watermark` (null when not checked) and `rhythm`.
+fn sound_found_json(
+    sound: &aigc_audio::pipeline::SoundInspection,
+    watermark_checked: bool,
+) -> serde_json::Value {
+    json!({
+        "watermark": match (watermark_checked && sound.decoded, &sound.watermark) {
+            (false, _) => serde_json::Value::Null,
+            (true, Some(wm)) => json!({"detected": true, "payload": format!("{:016x}", wm.payload), "false_positive_probability": wm.false_positive_probability, "speed": wm.speed, "offset_seconds": wm.offset_seconds}),
+            (true, None) => json!({"detected": false, "payload": null, "false_positive_probability": null}),
+        },
+        "rhythm": sound.decoded.then(|| json!({
+            "detected": !sound.rhythm.is_empty(),
+            "occurrences": sound.rhythm.iter().map(|r| json!({"start_seconds": r.start_seconds, "end_seconds": r.end_seconds, "frequency_hz": r.frequency_hz, "dot_ms": r.dot_ms})).collect::<Vec<_>>(),
+        })),
+    })
+}
+
 /// `verify`'s report for an audio file: metadata, watermark and rhythm label.
 fn verify_sound(
     job: &Job,
@@ -684,12 +751,7 @@ fn verify_sound(
             .as_ref()
             .map(|wm| (wm.payload.hex(), wm.false_positive_probability)),
     );
-    for r in &sound.rhythm {
-        text.push_str(&format!(
-            "\n    rhythm label (.- ..): {:.2}-{:.2} s at {:.0} Hz",
-            r.start_seconds, r.end_seconds, r.frequency_hz
-        ));
-    }
+    text.push_str(&rhythm_lines(sound, ""));
     for f in &verdict.findings {
         text.push_str(&format!("\n    {f}"));
     }
@@ -698,15 +760,8 @@ fn verify_sound(
         "format": fs.format.name(),
         "verdict": verdict.verdict,
         "metadata": {"label": verdict.label, "carriers": verdict.carriers, "findings": verdict.findings},
-        "watermark": match (watermark_checked && sound.decoded, &sound.watermark) {
-            (false, _) => serde_json::Value::Null,
-            (true, Some(wm)) => json!({"detected": true, "payload": format!("{:016x}", wm.payload), "false_positive_probability": wm.false_positive_probability, "speed": wm.speed, "offset_seconds": wm.offset_seconds}),
-            (true, None) => json!({"detected": false, "payload": null, "false_positive_probability": null}),
-        },
-        "rhythm": sound.decoded.then(|| json!({
-            "detected": !sound.rhythm.is_empty(),
-            "occurrences": sound.rhythm.iter().map(|r| json!({"start_seconds": r.start_seconds, "end_seconds": r.end_seconds, "frequency_hz": r.frequency_hz, "dot_ms": r.dot_ms})).collect::<Vec<_>>(),
-        })),
+        "watermark": sound_found_json(sound, watermark_checked)["watermark"],
+        "rhythm": sound_found_json(sound, watermark_checked)["rhythm"],
         "seconds": sound.decoded.then_some(sound.seconds),
     });
     Outcome::Done {
@@ -716,18 +771,22 @@ fn verify_sound(
     }
 }
 
-/// `verify`'s report for a video: metadata, watermark, and the visible label with how long it
-/// shows. A video whose frames cannot be read keeps its metadata verdict.
+/// `verify`'s report for a video: metadata, watermark, the visible label with how long it
+/// shows, and the soundtrack's watermark and rhythm label. A video whose frames cannot be read keeps its metadata verdict.
 fn verify_video(
     job: &Job,
     fs: &aigc_meta::FileScan,
     mut verdict: aigc_core::Assessment,
-    pictures: Result<&aigc_video::VideoInspection, &String>,
+    (pictures, sound): (
+        Result<&aigc_video::VideoInspection, &String>,
+        Result<Option<&aigc_audio::pipeline::SoundInspection>, &String>,
+    ),
     text_to_find: &str,
     watermark_checked: bool,
     require: bool,
 ) -> Outcome {
     let v = pictures.ok();
+    let snd = sound.ok().flatten();
     if let Some(found) = v.and_then(|v| v.visible) {
         let l = found.label;
         if l.text_height_ratio < aigc_image::MIN_HEIGHT_RATIO {
@@ -754,13 +813,29 @@ fn verify_video(
         job,
         fs,
         &mut verdict,
-        v.and_then(|v| v.watermark.as_ref()).map(|wm| {
-            (
-                format!("{:016x}", wm.payload),
-                wm.false_positive_probability,
-            )
-        }),
+        // The pictures' watermark, else the sound's: either links a stripped file back.
+        v.and_then(|v| v.watermark.as_ref())
+            .map(|wm| {
+                (
+                    format!("{:016x}", wm.payload),
+                    wm.false_positive_probability,
+                )
+            })
+            .or_else(|| {
+                snd.and_then(|s| s.watermark.as_ref())
+                    .map(|wm| (wm.payload.hex(), wm.false_positive_probability))
+            }),
     );
+    if let Some(wm) = snd.and_then(|s| s.watermark.as_ref()) {
+        text.push_str(&format!(
+            "\n    sound watermark: payload {} (false-positive probability {:.1e})",
+            wm.payload.hex(),
+            wm.false_positive_probability
+        ));
+    }
+    if let Some(s) = snd {
+        text.push_str(&rhythm_lines(s, "sound "));
+    }
     if let Some(found) = v.and_then(|v| v.visible) {
         text.push_str(&format!(
             "\n    visible: {} at {}, {:.1}% of the shortest side, in the opening {}{:.1} s",
@@ -776,6 +851,9 @@ fn verify_video(
     }
     if let Err(e) = pictures {
         text.push_str(&format!("\n    pictures not checked: {e}"));
+    }
+    if let Err(e) = sound {
+        text.push_str(&format!("\n    sound not checked: {e}"));
     }
     let json = json!({
         "path": job.input.display().to_string(),
@@ -793,6 +871,12 @@ fn verify_video(
             Some(f) => json!({"detected": true, "position": f.label.position.name(), "text_height_ratio": f.label.text_height_ratio, "score": f.label.score, "until_seconds": f.until_seconds, "beyond_scan": f.beyond_scan}),
             None => json!({"detected": false, "position": null, "text_height_ratio": null}),
         }),
+        "sound": snd.map(|s| {
+            let mut j = sound_found_json(s, watermark_checked);
+            j["seconds_checked"] = json!(s.seconds);
+            j
+        }),
+        "sound_error": sound.err(),
         "seconds": v.and_then(|v| v.seconds),
         "width": v.map(|v| v.width),
         "height": v.map(|v| v.height),

@@ -10,9 +10,12 @@ use std::path::{Path, PathBuf};
 const W: usize = 480;
 const H: usize = 270;
 const FPS: usize = 25;
+/// Long enough for the sound's watermark (about three periods of 3.4 s).
+const SECONDS: usize = 10;
 
-/// A 6 s pan and zoom over the committed photograph with a tone, a subtitle track, two
-/// chapters and a title; variable frame rate (every frame for 2 s, then every other one).
+/// A 10 s pan and zoom over the committed photograph with sound (pink noise under a chord, and
+/// a 10 ms click at 4 s to check the timing by), a subtitle track, two chapters and a title;
+/// variable frame rate (every frame for 2 s, then every other one).
 fn source(dir: &Path) -> PathBuf {
     let photo = samples().join("../grace_hopper.jpg");
     let srt = dir.join("subs.srt");
@@ -22,11 +25,11 @@ fn source(dir: &Path) -> PathBuf {
     )
     .unwrap();
     let meta = dir.join("meta.txt");
-    std::fs::write(&meta, ";FFMETADATA1\ntitle=Test Clip\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=3000\ntitle=Opening\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=3000\nEND=6000\ntitle=Rest\n").unwrap();
+    std::fs::write(&meta, format!(";FFMETADATA1\ntitle=Test Clip\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=3000\ntitle=Opening\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=3000\nEND={}\ntitle=Rest\n", SECONDS * 1000)).unwrap();
     let out = dir.join("clip.mp4");
     let zoom = format!(
         "[0:v]scale=1200:-2,zoompan=z='min(zoom+0.002,1.3)':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d={}:s={W}x{H}:fps={FPS},select='lt(n\\,{})+not(mod(n\\,2))',format=yuv420p[v]",
-        6 * FPS,
+        SECONDS * FPS,
         2 * FPS
     );
     ffmpeg(&[
@@ -37,17 +40,21 @@ fn source(dir: &Path) -> PathBuf {
         "-f",
         "lavfi",
         "-i",
-        "sine=frequency=440:duration=6",
+        &format!("anoisesrc=color=pink:amplitude=0.12:duration={SECONDS}:seed=3"),
         "-i",
         srt.to_str().unwrap(),
         "-i",
         meta.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "aevalsrc=exprs='0.1*sin(2*PI*330*t)+0.08*sin(2*PI*495*t)+if(between(t\\,4\\,4.01)\\,0.9*sin(2*PI*3000*t)\\,0)':s=48000:d=10",
         "-filter_complex",
-        &zoom,
+        &format!("{zoom};[1:a][4:a]amix=inputs=2:normalize=0,aformat=channel_layouts=stereo,aresample=48000[a]"),
         "-map",
         "[v]",
         "-map",
-        "1:a",
+        "[a]",
         "-map",
         "2:s",
         "-map_metadata",
@@ -57,7 +64,7 @@ fn source(dir: &Path) -> PathBuf {
         "-fps_mode",
         "vfr",
         "-t",
-        "6",
+        &SECONDS.to_string(),
         "-c:v",
         "libx264",
         "-crf",
@@ -67,7 +74,7 @@ fn source(dir: &Path) -> PathBuf {
         "-c:a",
         "aac",
         "-b:a",
-        "96k",
+        "192k",
         "-c:s",
         "mov_text",
         out.to_str().unwrap(),
@@ -137,6 +144,41 @@ fn stream_hash(path: &Path, map: &str) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
+/// When the 10 ms click (the loudest 5 ms stretch between 3 and 5 s) is heard, seconds from
+/// the start of the presentation, as ffmpeg's decoder gives the sound.
+fn click_time(path: &Path) -> f64 {
+    let o = tool(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-i",
+            path.to_str().unwrap(),
+            "-map",
+            "0:a:0",
+            "-ac",
+            "1",
+            "-ar",
+            "48000",
+            "-f",
+            "f32le",
+            "-",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let x: Vec<f32> = o
+        .stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let win = 240;
+    let (best, _) = (3 * 48000..5 * 48000)
+        .step_by(24)
+        .map(|i| (i, x[i..i + win].iter().map(|v| v * v).sum::<f32>()))
+        .fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
+    best as f64 / 48000.0
+}
+
 /// Every frame's luma as ffmpeg's decoder gives it.
 fn luma_frames(path: &Path) -> Vec<Vec<u8>> {
     let o = tool(
@@ -188,14 +230,33 @@ fn video_gets_every_label_and_keeps_everything_else() {
     let (ti, to) = (video_times(&src), video_times(&out));
     assert_eq!(
         ti.len(),
-        4 * FPS,
+        2 * FPS + (SECONDS - 2) * FPS / 2,
         "the source is variable-rate: {} frames",
         ti.len()
     );
     assert_eq!(ti, to, "frame timestamps differ");
     assert_eq!(r["frames"], ti.len());
-    // Audio and subtitles copied packet for packet; chapters and the title kept.
-    assert_eq!(stream_hash(&src, "0:a"), stream_hash(&out, "0:a"));
+    // The sound re-encoded as it was (codec, rate, channels, bitrate class), as long as it was
+    // and in step with the pictures: the click is heard at the same moment.
+    let (ai, ao) = (&pi["streams"][1], &po["streams"][1]);
+    for k in ["codec_name", "sample_rate", "channels", "start_time"] {
+        assert_eq!(ai[k], ao[k], "audio {k}");
+    }
+    let num = |v: &Value| v.as_str().unwrap().parse::<f64>().unwrap();
+    let rate = num(&ao["bit_rate"]) / num(&ai["bit_rate"]);
+    assert!((0.75..1.25).contains(&rate), "audio bitrate ratio {rate}");
+    assert!((num(&ai["duration"]) - num(&ao["duration"])).abs() < 0.03);
+    let (ci, co) = (click_time(&src), click_time(&out));
+    assert!((ci - 4.0).abs() < 0.01, "the source's click at {ci}");
+    assert!(
+        (ci - co).abs() < 0.003,
+        "the click moved from {ci} to {co} s"
+    );
+    assert_eq!(r["sound"]["codec"], "aac", "{r}");
+    assert_eq!(r["sound"]["rhythm"]["start_seconds"], 0.0, "{r}");
+    let snr = r["sound"]["watermark"]["snr_db"].as_f64().unwrap();
+    assert!((34.5..37.5).contains(&snr), "sound watermark at {snr} dB");
+    // Subtitles copied packet for packet; chapters and the title kept.
     assert_eq!(stream_hash(&src, "0:s"), stream_hash(&out, "0:s"));
     assert_eq!(po["chapters"].as_array().unwrap().len(), 2);
     assert_eq!(po["chapters"][1]["tags"]["title"], "Rest");
@@ -274,6 +335,15 @@ fn video_gets_every_label_and_keeps_everything_else() {
             < 1e-9
     );
     assert_eq!(v["visible"]["position"], "bottom-right", "{v}");
+    // The soundtrack: its own watermark with the same payload, and the rhythm at the start.
+    assert_eq!(
+        v["sound"]["watermark"]["payload"],
+        sha256_payload("video-1").as_str(),
+        "{v}"
+    );
+    let rhythm = &v["sound"]["rhythm"]["occurrences"];
+    assert_eq!(rhythm.as_array().unwrap().len(), 1, "{v}");
+    assert!(rhythm[0]["start_seconds"].as_f64().unwrap() < 0.1, "{v}");
     let until = v["visible"]["until_seconds"].as_f64().unwrap();
     assert!((2.9..=3.6).contains(&until), "label shows until {until} s");
 
@@ -282,6 +352,8 @@ fn video_gets_every_label_and_keeps_everything_else() {
     assert_eq!(u["verdict"], "not_found");
     assert_eq!(u["watermark"]["detected"], false, "{u}");
     assert_eq!(u["visible"]["detected"], false, "{u}");
+    assert_eq!(u["sound"]["watermark"]["detected"], false, "{u}");
+    assert_eq!(u["sound"]["rhythm"]["detected"], false, "{u}");
 
     // Re-encoded at CRF 28 with the metadata stripped, the watermark still links the file back.
     let att = dir.path().join("attacked.mp4");
@@ -332,7 +404,8 @@ fn label_span_options_and_bad_input() {
         "srt",
         mkv.to_str().unwrap(),
     ]);
-    // At the end, in Matroska, for 2.5 s, with the watermark off.
+    // At the end, in Matroska, for 2.5 s, with the watermark and the rhythm off: the sound
+    // is then copied packet for packet.
     let r = mark_report(
         &mkv,
         &out,
@@ -342,9 +415,12 @@ fn label_span_options_and_bad_input() {
             "--visible-seconds",
             "2.5",
             "--no-watermark",
+            "--no-rhythm",
         ],
     );
     assert_eq!(r["watermark"], Value::Null);
+    assert_eq!(r["sound"], Value::Null);
+    assert_eq!(stream_hash(&mkv, "0:a"), stream_hash(&out, "0:a"));
     // The opening keeps its label (GB 45438 requires it); the end gets one too.
     let spans: Vec<Vec<f64>> =
         serde_json::from_value(r["visible"]["spans_seconds"].clone()).unwrap();
@@ -355,7 +431,7 @@ fn label_span_options_and_bad_input() {
         "{spans:?}"
     );
     assert!(
-        near(spans[1][0], 3.5) && near(spans[1][1], 6.0),
+        near(spans[1][0], SECONDS as f64 - 2.5) && near(spans[1][1], SECONDS as f64),
         "{spans:?}"
     );
     assert!(probe(&out)["format"]["tags"]["AIGC"].is_string());

@@ -4,6 +4,7 @@
 pub mod pcm;
 pub mod pipeline;
 pub mod rhythm;
+pub mod stream;
 pub mod transcode;
 pub mod watermark;
 

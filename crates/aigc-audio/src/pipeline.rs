@@ -2,6 +2,7 @@
 //! limiter, one encode into the same kind of file, then the metadata label through aigc-meta.
 
 use crate::rhythm::{self, RhythmFound, RhythmStyle};
+use crate::stream::Limiter;
 use crate::watermark::{self, Embedded, Payload, WatermarkFound};
 use crate::{pcm, transcode, Pcm};
 use aigc_core::Label;
@@ -156,53 +157,28 @@ fn set_flac_total_samples(flac: &mut [u8], total: u64) {
     flac[22..26].copy_from_slice(&(total as u32).to_be_bytes());
 }
 
-/// Lowers the gain smoothly where a peak would pass full scale: a look-ahead limiter with
-/// 5 ms attack and 50 ms release, so nothing wraps or clips. Returns the largest reduction, dB.
+/// Lowers the gain smoothly where a peak would pass full scale (see [`Limiter`]), so nothing
+/// wraps or clips. Returns the largest reduction, dB.
 pub fn limit(pcm: &mut Pcm) -> f32 {
-    const CEILING: f32 = 0.999;
-    let n = pcm.len();
-    // The gain each sample needs to stay under the ceiling, across channels.
-    let need: Vec<f32> = (0..n)
-        .map(|i| {
-            let p = pcm.channels.iter().map(|c| c[i].abs()).fold(0.0, f32::max);
-            if p > CEILING {
-                CEILING / p
-            } else {
-                1.0
-            }
-        })
-        .collect();
-    if need.iter().all(|&g| g == 1.0) {
-        return 0.0;
-    }
-    let sr = pcm.sample_rate as usize;
-    let attack = (sr / 200).max(1);
-    let release = (sr / 20).max(1);
-    // Spread back over the attack (a running minimum), then released exponentially: never
-    // above what any sample in reach needs.
-    let mut gain = vec![1f32; n];
-    let mut next_need = 1.0f32;
-    for i in (0..n).rev() {
-        // Backwards: reach `attack` samples ahead, linearly.
-        next_need = (next_need + (1.0 - next_need) / attack as f32)
-            .min(1.0)
-            .min(need[i]);
-        gain[i] = next_need;
-    }
-    // Forwards: recover towards unity over the release time, never above what is needed.
-    let k = 1.0 / release as f32;
-    let mut g = 1.0f32;
-    for v in gain.iter_mut() {
-        g = (g + (1.0 - g) * k).min(*v);
-        *v = g;
-    }
-    for c in &mut pcm.channels {
-        for (x, g) in c.iter_mut().zip(&gain) {
-            *x = (*x * g).clamp(-CEILING, CEILING);
+    let mut limiter = Limiter::new(pcm.sample_rate, pcm.channels.len());
+    let input = std::mem::take(&mut pcm.channels);
+    let mut out: Vec<Vec<f32>> = input.iter().map(|c| Vec::with_capacity(c.len())).collect();
+    let mut take = |chunk: &[Vec<f32>]| {
+        for (o, c) in out.iter_mut().zip(chunk) {
+            o.extend_from_slice(c);
         }
+    };
+    // In pieces, so the limiter holds little more than its look-ahead.
+    let len = input.first().map_or(0, Vec::len);
+    for from in (0..len).step_by(1 << 16) {
+        let to = (from + (1 << 16)).min(len);
+        let piece: Vec<&[f32]> = input.iter().map(|c| &c[from..to]).collect();
+        limiter.push(&piece, &mut take);
     }
-    let worst = gain.iter().copied().fold(1.0f32, f32::min);
-    -20.0 * worst.log10()
+    drop(input);
+    limiter.finish(&mut take);
+    pcm.channels = out;
+    limiter.reduction_db()
 }
 
 /// What `verify` found in an audio file's sound.
@@ -235,6 +211,28 @@ pub fn inspect_file(
     Ok(Some(SoundInspection {
         decoded: true,
         seconds,
+        watermark: key.and_then(|k| watermark::detect_mono(&mono, sr, k).found),
+        rhythm: rhythm::detect(&mono, sr),
+    }))
+}
+
+/// Looks for the watermark (when `key` is given) and the rhythm label in the opening
+/// `seconds` of the main audio stream of any file FFmpeg reads: a video's soundtrack.
+/// `Ok(None)`: the file has no audio stream.
+pub fn inspect_soundtrack(
+    path: &Path,
+    key: Option<&Key>,
+    seconds: f64,
+) -> Result<Option<SoundInspection>, String> {
+    if transcode::probe(path)?.is_none() {
+        return Ok(None);
+    }
+    let audio = transcode::decode_opening(path, Some(seconds))?;
+    let sr = audio.sample_rate;
+    let mono = audio.mono();
+    Ok(Some(SoundInspection {
+        decoded: true,
+        seconds: mono.len() as f64 / sr as f64,
         watermark: key.and_then(|k| watermark::detect_mono(&mono, sr, k).found),
         rhythm: rhythm::detect(&mono, sr),
     }))

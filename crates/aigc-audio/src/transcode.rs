@@ -76,6 +76,12 @@ pub fn probe(path: &Path) -> Result<Option<Source>, String> {
 
 /// Decodes the first audio stream with FFmpeg's decoder (used for Opus).
 pub fn decode(path: &Path) -> Result<Pcm, String> {
+    decode_opening(path, None)
+}
+
+/// Decodes the main audio stream's opening `seconds` (all of it for `None`): the sound of
+/// any file FFmpeg reads, a video's included.
+pub fn decode_opening(path: &Path, seconds: Option<f64>) -> Result<Pcm, String> {
     init();
     let mut ictx = ff::format::input(path).map_err(|e| format!("FFmpeg cannot open it: {e}"))?;
     let stream = ictx
@@ -97,13 +103,17 @@ pub fn decode(path: &Path) -> Result<Pcm, String> {
     let mut frame = ff::frame::Audio::empty();
     let mut take = |dec: &mut ff::decoder::Audio, pcm: &mut Pcm| -> Result<(), String> {
         while dec.receive_frame(&mut frame).is_ok() {
-            append(&frame, pcm)?;
+            append_frame(&frame, &mut pcm.channels)?;
         }
         Ok(())
     };
+    let limit = seconds.map(|s| (s * dec.rate() as f64) as usize);
     for (s, packet) in ictx.packets() {
         if s.index() != index {
             continue;
+        }
+        if limit.is_some_and(|l| pcm.len() >= l) {
+            break;
         }
         // A damaged packet is skipped, as players do, and counted for the report.
         if dec.send_packet(&packet).is_ok() {
@@ -120,10 +130,11 @@ pub fn decode(path: &Path) -> Result<Pcm, String> {
     Ok(pcm)
 }
 
-fn append(frame: &ff::frame::Audio, pcm: &mut Pcm) -> Result<(), String> {
+/// Appends a decoded frame's samples, as f32 in [-1, 1], to `channels` (one vector per channel).
+pub fn append_frame(frame: &ff::frame::Audio, channels: &mut [Vec<f32>]) -> Result<(), String> {
     use ff::format::Sample;
     let n = frame.samples();
-    let nch = pcm.channels.len();
+    let nch = channels.len();
     if frame.channels() as usize != nch {
         return Err("the channel count changes mid-stream".into());
     }
@@ -142,7 +153,7 @@ fn append(frame: &ff::frame::Audio, pcm: &mut Pcm) -> Result<(), String> {
         Sample::U8(_) => (1, |b| (b[0] as f32 - 128.0) / 128.0),
         other => return Err(format!("unsupported decoded sample format {other:?}")),
     };
-    for (c, out) in pcm.channels.iter_mut().enumerate() {
+    for (c, out) in channels.iter_mut().enumerate() {
         // ffmpeg-next gives a planar frame's second and later planes only through `plane`
         // (their `data` is sized by a line size FFmpeg sets for the first plane alone).
         if planar {
@@ -179,7 +190,6 @@ fn append(frame: &ff::frame::Audio, pcm: &mut Pcm) -> Result<(), String> {
 
 /// The encoder and muxer that write the same kind of file as `src`.
 fn choose(src: &Source) -> Result<(&'static str, &'static str), String> {
-    use ff::codec::Id;
     let muxer = match src.demuxer.as_str() {
         "mp3" => "mp3",
         "wav" => "wav",
@@ -188,40 +198,55 @@ fn choose(src: &Source) -> Result<(&'static str, &'static str), String> {
         d if d.starts_with("mov,mp4") => "ipod",
         d => return Err(format!("cannot write audio back into a {d} container")),
     };
-    let encoder = match src.codec {
+    let encoder = encoder_for(src.codec)
+        .ok_or_else(|| format!("no encoder to write {:?} audio back", src.codec))?;
+    Ok((encoder, muxer))
+}
+
+/// This FFmpeg's encoder for audio of `codec`, when there is one.
+pub fn encoder_for(codec: ff::codec::Id) -> Option<&'static str> {
+    use ff::codec::Id;
+    Some(match codec {
         Id::MP3 => "libmp3lame",
         Id::AAC => "aac",
         Id::VORBIS => "libvorbis",
         Id::OPUS => "libopus",
         Id::FLAC => "flac",
         Id::ALAC => "alac",
+        Id::AC3 => "ac3",
+        Id::EAC3 => "eac3",
         Id::PCM_S16LE => "pcm_s16le",
         Id::PCM_S24LE => "pcm_s24le",
         Id::PCM_S32LE => "pcm_s32le",
         Id::PCM_F32LE => "pcm_f32le",
         Id::PCM_F64LE => "pcm_f64le",
+        Id::PCM_S16BE => "pcm_s16be",
+        Id::PCM_S24BE => "pcm_s24be",
         Id::PCM_U8 => "pcm_u8",
-        other => return Err(format!("no encoder to write {other:?} audio back")),
-    };
-    Ok((encoder, muxer))
+        _ => return None,
+    })
 }
 
-/// Bitrate for a lossy encoder: the input's, else a common default for the codec.
-fn bit_rate(src: &Source) -> usize {
+/// Bitrate for a lossy encoder: the input's (`bit_rate`, 0 when unknown), else a common
+/// default for the codec.
+pub fn lossy_bit_rate(codec: ff::codec::Id, bit_rate: usize, channels: u16) -> usize {
     use ff::codec::Id;
-    match (src.bit_rate, src.codec) {
+    match (bit_rate, codec) {
         (b, _) if b >= 8000 => b,
         (_, Id::OPUS) => 64_000,
-        _ => 128_000 * src.channels.max(1) as usize / 2,
+        _ => 128_000 * channels.max(1) as usize / 2,
     }
 }
 
 /// The encoder's sample format closest to the input's: the same when it takes it, else the
 /// first of float, 32-bit and 16-bit that it takes.
-fn sample_format(codec: &ff::codec::Audio, src: &Source) -> Result<ff::format::Sample, String> {
+fn sample_format(
+    codec: &ff::codec::Audio,
+    prefer: ff::format::Sample,
+) -> Result<ff::format::Sample, String> {
     let formats: Vec<ff::format::Sample> = codec.formats().map(|f| f.collect()).unwrap_or_default();
-    if formats.is_empty() || formats.contains(&src.sample_format) {
-        return Ok(src.sample_format);
+    if formats.is_empty() || formats.contains(&prefer) {
+        return Ok(prefer);
     }
     use ff::format::sample::Type::{Packed, Planar};
     use ff::format::Sample;
@@ -244,41 +269,24 @@ fn sample_format(codec: &ff::codec::Audio, src: &Source) -> Result<ff::format::S
 pub fn encode(pcm: &Pcm, src: &Source, out: &Path) -> Result<String, String> {
     init();
     let (encoder_name, muxer) = choose(src)?;
-    let codec = ff::encoder::find_by_name(encoder_name)
-        .ok_or_else(|| format!("this FFmpeg has no {encoder_name} encoder"))?;
-    let audio = codec.audio().map_err(|e| e.to_string())?;
-    let format = sample_format(&audio, src)?;
     let mut octx =
         ff::format::output_as(out, muxer).map_err(|e| format!("cannot create the output: {e}"))?;
     let global_header = octx
         .format()
         .flags()
         .contains(ff::format::Flags::GLOBAL_HEADER);
-    let mut ost = octx.add_stream(codec).map_err(|e| e.to_string())?;
-    let nch = pcm.channels.len() as i32;
-    let layout = ff::ChannelLayout::default(nch);
-    let mut enc = ff::codec::context::Context::new_with_codec(codec)
-        .encoder()
-        .audio()
-        .map_err(|e| e.to_string())?;
-    enc.set_rate(pcm.sample_rate as i32);
-    enc.set_channel_layout(layout);
-    enc.set_channels(nch);
-    enc.set_format(format);
-    enc.set_time_base((1, pcm.sample_rate as i32));
-    let lossy =
-        !encoder_name.starts_with("pcm_") && encoder_name != "flac" && encoder_name != "alac";
-    if lossy {
-        enc.set_bit_rate(bit_rate(src));
-    }
-    if global_header {
-        enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
-    }
-    let mut enc = enc
-        .open_as(codec)
-        .map_err(|e| format!("cannot open the {encoder_name} encoder: {e}"))?;
-    ost.set_parameters(&enc);
-    ost.set_time_base((1, pcm.sample_rate as i32));
+    let nch = pcm.channels.len();
+    let mut enc = AudioEncoder::open(
+        encoder_name,
+        pcm.sample_rate,
+        ff::ChannelLayout::default(nch as i32),
+        src.sample_format,
+        lossy_bit_rate(src.codec, src.bit_rate, src.channels),
+        global_header,
+    )?;
+    let mut ost = octx.add_stream(enc.codec()).map_err(|e| e.to_string())?;
+    ost.set_parameters(enc.context());
+    ost.set_time_base(enc.time_base());
     let mut stream_tags = ff::Dictionary::new();
     for (k, v) in &src.stream_tags {
         stream_tags.set(k, v);
@@ -292,51 +300,183 @@ pub fn encode(pcm: &Pcm, src: &Source, out: &Path) -> Result<String, String> {
     octx.write_header()
         .map_err(|e| format!("cannot write the header: {e}"))?;
     let ost_tb = octx.stream(0).expect("one stream").time_base();
-    let frame_size = match enc.frame_size() {
-        0 => 4096,
-        n => n as usize,
+    let enc_tb = enc.time_base();
+    let mut write = |packet: &mut ff::Packet| -> Result<(), String> {
+        packet.set_stream(0);
+        packet.rescale_ts(enc_tb, ost_tb);
+        packet
+            .write_interleaved(&mut octx)
+            .map_err(|e| format!("cannot write a packet: {e}"))
     };
-    let mut packet = ff::Packet::empty();
-    let mut drain = |enc: &mut ff::encoder::Audio,
-                     octx: &mut ff::format::context::Output|
-     -> Result<(), String> {
-        while enc.receive_packet(&mut packet).is_ok() {
-            // The FLAC encoder ends with an empty packet carrying updated STREAMINFO as side
-            // data, which this muxer path refuses; the header written first stays valid.
-            if packet.size() == 0 {
-                continue;
-            }
-            packet.set_stream(0);
-            packet.rescale_ts((1, pcm.sample_rate as i32), ost_tb);
-            packet
-                .write_interleaved(octx)
-                .map_err(|e| format!("cannot write a packet: {e}"))?;
-        }
-        Ok(())
-    };
-    let mut pos = 0;
-    while pos < pcm.len() {
-        let n = frame_size.min(pcm.len() - pos);
-        let mut frame = ff::frame::Audio::new(format, n, layout);
-        frame.set_rate(pcm.sample_rate);
-        frame.set_pts(Some(pos as i64));
-        fill(&mut frame, pcm, pos, n);
-        enc.send_frame(&frame)
-            .map_err(|e| format!("the encoder refused a frame: {e}"))?;
-        drain(&mut enc, &mut octx)?;
-        pos += n;
-    }
-    enc.send_eof().map_err(|e| e.to_string())?;
-    drain(&mut enc, &mut octx)?;
+    let chans: Vec<&[f32]> = pcm.channels.iter().map(Vec::as_slice).collect();
+    enc.push(&chans, &mut write)?;
+    enc.finish(&mut write)?;
     octx.write_trailer()
         .map_err(|e| format!("cannot finish the file: {e}"))?;
     Ok(encoder_name.to_string())
 }
 
-fn fill(frame: &mut ff::frame::Audio, pcm: &Pcm, pos: usize, n: usize) {
+/// An FFmpeg audio encoder fed planar f32 chunks of any length: it cuts them into the
+/// codec's frames, counts timestamps in samples, and hands out the packets.
+pub struct AudioEncoder {
+    enc: ff::encoder::Audio,
+    codec: ff::Codec,
+    format: ff::format::Sample,
+    layout: ff::ChannelLayout,
+    rate: u32,
+    frame_size: usize,
+    pending: Vec<Vec<f32>>,
+    /// Timestamp of the next frame, samples.
+    pts: i64,
+    packet: ff::Packet,
+}
+
+impl AudioEncoder {
+    /// Opens the encoder `name` (e.g. from [`encoder_for`]) at `rate` with `layout`, in the
+    /// sample format `prefer` when it takes it, at `bit_rate` when it is lossy.
+    pub fn open(
+        name: &str,
+        rate: u32,
+        layout: ff::ChannelLayout,
+        prefer: ff::format::Sample,
+        bit_rate: usize,
+        global_header: bool,
+    ) -> Result<AudioEncoder, String> {
+        init();
+        let codec = ff::encoder::find_by_name(name)
+            .ok_or_else(|| format!("this FFmpeg has no {name} encoder"))?;
+        let format = sample_format(&codec.audio().map_err(|e| e.to_string())?, prefer)?;
+        let mut enc = ff::codec::context::Context::new_with_codec(codec)
+            .encoder()
+            .audio()
+            .map_err(|e| e.to_string())?;
+        enc.set_rate(rate as i32);
+        enc.set_channel_layout(layout);
+        enc.set_channels(layout.channels());
+        enc.set_format(format);
+        enc.set_time_base((1, rate as i32));
+        let lossless = name.starts_with("pcm_") || name == "flac" || name == "alac";
+        if !lossless {
+            enc.set_bit_rate(bit_rate);
+        }
+        if global_header {
+            enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+        }
+        let enc = enc
+            .open_as(codec)
+            .map_err(|e| format!("cannot open the {name} encoder: {e}"))?;
+        let frame_size = match enc.frame_size() {
+            0 => 4096,
+            n => n as usize,
+        };
+        Ok(AudioEncoder {
+            enc,
+            codec,
+            format,
+            layout,
+            rate,
+            frame_size,
+            pending: vec![Vec::new(); layout.channels().max(1) as usize],
+            pts: 0,
+            packet: ff::Packet::empty(),
+        })
+    }
+
+    pub fn codec(&self) -> ff::Codec {
+        self.codec
+    }
+
+    /// The opened encoder, for the output stream's parameters.
+    pub fn context(&self) -> &ff::encoder::Audio {
+        &self.enc
+    }
+
+    /// One tick per sample.
+    pub fn time_base(&self) -> ff::Rational {
+        ff::Rational::new(1, self.rate as i32)
+    }
+
+    /// Where the first sample lies, in samples (default 0).
+    pub fn set_start(&mut self, pts: i64) {
+        self.pts = pts;
+    }
+
+    /// Takes a planar chunk; every packet the encoder has ready goes to `out`, timed in
+    /// [`Self::time_base`].
+    pub fn push(
+        &mut self,
+        chunk: &[&[f32]],
+        out: &mut dyn FnMut(&mut ff::Packet) -> Result<(), String>,
+    ) -> Result<(), String> {
+        for (p, c) in self.pending.iter_mut().zip(chunk) {
+            p.extend_from_slice(c);
+        }
+        let mut from = 0;
+        while self.pending[0].len() - from >= self.frame_size {
+            self.send(from, self.frame_size, out)?;
+            from += self.frame_size;
+        }
+        for p in self.pending.iter_mut() {
+            p.drain(..from);
+        }
+        Ok(())
+    }
+
+    /// Sends what is pending as a last, shorter frame and drains the encoder.
+    pub fn finish(
+        &mut self,
+        out: &mut dyn FnMut(&mut ff::Packet) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let left = self.pending[0].len();
+        if left > 0 {
+            self.send(0, left, out)?;
+            for p in self.pending.iter_mut() {
+                p.clear();
+            }
+        }
+        self.enc.send_eof().map_err(|e| e.to_string())?;
+        self.drain(out)
+    }
+
+    fn send(
+        &mut self,
+        from: usize,
+        n: usize,
+        out: &mut dyn FnMut(&mut ff::Packet) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut frame = ff::frame::Audio::new(self.format, n, self.layout);
+        frame.set_rate(self.rate);
+        frame.set_pts(Some(self.pts));
+        let chans: Vec<&[f32]> = self.pending.iter().map(|p| &p[from..from + n]).collect();
+        fill(&mut frame, &chans);
+        self.enc
+            .send_frame(&frame)
+            .map_err(|e| format!("the encoder refused a frame: {e}"))?;
+        self.pts += n as i64;
+        self.drain(out)
+    }
+
+    fn drain(
+        &mut self,
+        out: &mut dyn FnMut(&mut ff::Packet) -> Result<(), String>,
+    ) -> Result<(), String> {
+        while self.enc.receive_packet(&mut self.packet).is_ok() {
+            // The FLAC encoder ends with an empty packet carrying updated STREAMINFO as side
+            // data, which the muxers here refuse; the header written first stays valid.
+            if self.packet.size() == 0 {
+                continue;
+            }
+            out(&mut self.packet)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes planar f32 `chans` into `frame` in its own sample format.
+fn fill(frame: &mut ff::frame::Audio, chans: &[&[f32]]) {
     use ff::format::Sample;
     let planar = frame.is_planar();
-    let nch = pcm.channels.len();
+    let nch = chans.len();
     let format = frame.format();
     let write = |dst: &mut [u8], v: f32| {
         let v = v.clamp(-1.0, 1.0);
@@ -352,12 +492,11 @@ fn fill(frame: &mut ff::frame::Audio, pcm: &Pcm, pos: usize, n: usize) {
         }
     };
     let size = format.bytes();
-    for c in 0..nch {
-        let src = &pcm.channels[c][pos..pos + n];
+    for (c, &src) in chans.iter().enumerate() {
         if planar {
-            // See `append`: later planes are reachable only through `plane_mut`.
+            // See `append_frame`: later planes are reachable only through `plane_mut`.
             match format {
-                Sample::F32(_) => frame.plane_mut::<f32>(c)[..n].copy_from_slice(src),
+                Sample::F32(_) => frame.plane_mut::<f32>(c)[..src.len()].copy_from_slice(src),
                 Sample::F64(_) => {
                     for (d, &v) in frame.plane_mut::<f64>(c).iter_mut().zip(src) {
                         *d = v.clamp(-1.0, 1.0) as f64;

@@ -41,7 +41,7 @@ const PILOT_EVERY: usize = 4;
 /// The change sits this far under the signal (the issue asks >= 35 dB on music).
 pub const TARGET_SNR_DB: f32 = 36.0;
 /// The largest relative magnitude change, for files where 36 dB would allow more.
-const MAX_STRENGTH: f32 = 0.3;
+pub(crate) const MAX_STRENGTH: f32 = 0.3;
 /// Hops whose band energy is under this share of the loud hops' (the 75th percentile) are
 /// left out of detection.
 const GATE: f32 = 1e-3;
@@ -162,7 +162,7 @@ fn layout(key: &Key) -> Layout {
 }
 
 /// The sign each cell of the period takes for `payload`.
-fn pattern(key: &Key, payload: Payload) -> Vec<f32> {
+pub(crate) fn pattern(key: &Key, payload: Payload) -> Vec<f32> {
     let l = layout(key);
     let coded = code::encode_wide(key, payload.value, payload.bits);
     let bits = if payload.bits == 64 {
@@ -242,7 +242,7 @@ pub fn embed_at(
 
 /// Sum of squares: eight f32 lanes per 1024-sample block (so it vectorises), blocks summed in
 /// f64 (so an hour of audio loses no precision).
-fn energy(x: &[f32]) -> f64 {
+pub(crate) fn energy(x: &[f32]) -> f64 {
     x.chunks(1024)
         .map(|block| {
             let mut lanes = [0f32; 8];
@@ -258,28 +258,103 @@ fn energy(x: &[f32]) -> f64 {
         .sum()
 }
 
-/// The change for unit strength: each frame's band bins times their cell's sign, through a
-/// sqrt-Hann window on both sides (the squares of hop-shifted windows sum to one).
+/// One analysis/synthesis frame of the modulation: the band bins of a frame of the mid signal
+/// times their cell's sign, through a sqrt-Hann window on both sides (the squares of
+/// hop-shifted windows sum to one, so overlap-added frames give the change for unit strength).
+/// Shared by the whole-file embedder and the streaming one (`crate::stream`).
+pub(crate) struct Modulator {
+    fwd: Arc<dyn RealToComplex<f32>>,
+    inv: Arc<dyn ComplexToReal<f32>>,
+    window: Vec<f32>,
+    buf: Vec<f32>,
+    spec: Vec<Complex32>,
+    scratch: Vec<Complex32>,
+    iscratch: Vec<Complex32>,
+}
+
+impl Modulator {
+    /// Frames of two hops of `h` samples.
+    pub(crate) fn new(h: usize) -> Modulator {
+        let n = 2 * h;
+        let mut planner = RealFftPlanner::<f32>::new();
+        let fwd = planner.plan_fft_forward(n);
+        let inv = planner.plan_fft_inverse(n);
+        let window = (0..n)
+            .map(|i| (std::f32::consts::PI * i as f32 / n as f32).sin())
+            .collect();
+        Modulator {
+            buf: fwd.make_input_vec(),
+            spec: fwd.make_output_vec(),
+            scratch: fwd.make_scratch_vec(),
+            iscratch: inv.make_scratch_vec(),
+            fwd,
+            inv,
+            window,
+        }
+    }
+
+    /// The frame's input, `2h` samples of the mid signal, for the caller to fill.
+    pub(crate) fn input(&mut self) -> &mut [f32] {
+        &mut self.buf
+    }
+
+    /// Modulates the frame in `input()` with the period row `row` (one sign per band bin) and
+    /// returns the windowed change to overlap-add at the frame's place.
+    pub(crate) fn run(&mut self, row: &[f32]) -> &[f32] {
+        let n = self.buf.len();
+        for (b, w) in self.buf.iter_mut().zip(&self.window) {
+            *b *= w;
+        }
+        self.fwd
+            .process_with_scratch(&mut self.buf, &mut self.spec, &mut self.scratch)
+            .expect("sizes from the plan");
+        let top = BAND.1.min(n / 2);
+        // The relative change leans towards the frame's quieter bins (weight |X|^-1/2 against
+        // the band's RMS): in the log domain every cell counts the same, but a loud bin's
+        // change costs more of the SNR budget.
+        let band_rms = (self.spec[BAND.0..top]
+            .iter()
+            .map(|v| v.norm_sqr())
+            .sum::<f32>()
+            / (top - BAND.0) as f32)
+            .sqrt()
+            .max(1e-12);
+        for (k, v) in self.spec.iter_mut().enumerate() {
+            if k >= BAND.0 && k < top {
+                let w = (band_rms / v.norm().max(1e-12)).sqrt().clamp(0.25, 4.0);
+                *v *= w * row[k - BAND.0] / n as f32;
+            } else {
+                *v = Complex32::new(0.0, 0.0);
+            }
+        }
+        self.inv
+            .process_with_scratch(&mut self.spec, &mut self.buf, &mut self.iscratch)
+            .expect("sizes from the plan");
+        for (b, w) in self.buf.iter_mut().zip(&self.window) {
+            *b *= w;
+        }
+        &self.buf
+    }
+}
+
+/// The period row (one sign per band bin) of frame `t`.
+pub(crate) fn row(sign: &[f32], t: usize) -> &[f32] {
+    let r = (t % PERIOD) * NBINS;
+    &sign[r..r + NBINS]
+}
+
+/// The change for unit strength over the whole of `channels`.
 fn modulation(channels: &[Vec<f32>], h: usize, sign: &[f32]) -> Vec<f32> {
     let len = channels[0].len();
     let scale = 1.0 / channels.len() as f32;
     let n = 2 * h;
-    let mut planner = RealFftPlanner::<f32>::new();
-    let fwd: Arc<dyn RealToComplex<f32>> = planner.plan_fft_forward(n);
-    let inv: Arc<dyn ComplexToReal<f32>> = planner.plan_fft_inverse(n);
-    let window: Vec<f32> = (0..n)
-        .map(|i| (std::f32::consts::PI * i as f32 / n as f32).sin())
-        .collect();
-    let mut buf = fwd.make_input_vec();
-    let mut spec = fwd.make_output_vec();
-    let mut scratch = fwd.make_scratch_vec();
-    let mut iscratch = inv.make_scratch_vec();
+    let mut m = Modulator::new(h);
     let mut out = vec![0f32; len];
-    let top = BAND.1.min(n / 2);
     let frames = len.div_ceil(h) + 1;
     for t in 0..frames {
         // Frame t covers samples (t-1)·h .. (t+1)·h of the channels' mean (the mid signal).
         let start = t as isize * h as isize - h as isize;
+        let buf = m.input();
         if start >= 0 && start as usize + n <= len {
             let s = start as usize;
             buf.copy_from_slice(&channels[0][s..s + n]);
@@ -288,49 +363,30 @@ fn modulation(channels: &[Vec<f32>], h: usize, sign: &[f32]) -> Vec<f32> {
                     *b += v;
                 }
             }
-            for (b, w) in buf.iter_mut().zip(&window) {
-                *b *= w * scale;
+            for b in buf.iter_mut() {
+                *b *= scale;
             }
         } else {
-            for i in 0..n {
+            for (i, b) in buf.iter_mut().enumerate() {
                 let s = start + i as isize;
-                buf[i] = if s >= 0 && (s as usize) < len {
-                    channels.iter().map(|c| c[s as usize]).sum::<f32>() * scale * window[i]
+                *b = if s >= 0 && (s as usize) < len {
+                    channels.iter().map(|c| c[s as usize]).sum::<f32>() * scale
                 } else {
                     0.0
                 };
             }
         }
-        fwd.process_with_scratch(&mut buf, &mut spec, &mut scratch)
-            .expect("sizes from the plan");
-        let row = (t % PERIOD) * NBINS;
-        // The relative change leans towards the frame's quieter bins (weight |X|^-1/2 against
-        // the band's RMS): in the log domain every cell counts the same, but a loud bin's
-        // change costs more of the SNR budget.
-        let band_rms = (spec[BAND.0..top].iter().map(|v| v.norm_sqr()).sum::<f32>()
-            / (top - BAND.0) as f32)
-            .sqrt()
-            .max(1e-12);
-        for (k, v) in spec.iter_mut().enumerate() {
-            if k >= BAND.0 && k < top {
-                let w = (band_rms / v.norm().max(1e-12)).sqrt().clamp(0.25, 4.0);
-                *v *= w * sign[row + k - BAND.0] / n as f32;
-            } else {
-                *v = Complex32::new(0.0, 0.0);
-            }
-        }
-        inv.process_with_scratch(&mut spec, &mut buf, &mut iscratch)
-            .expect("sizes from the plan");
+        let buf = m.run(row(sign, t));
         if start >= 0 && start as usize + n <= len {
             let s = start as usize;
-            for ((o, b), w) in out[s..s + n].iter_mut().zip(&buf).zip(&window) {
-                *o += b * w;
+            for (o, b) in out[s..s + n].iter_mut().zip(buf) {
+                *o += b;
             }
         } else {
-            for i in 0..n {
+            for (i, b) in buf.iter().enumerate() {
                 let s = start + i as isize;
                 if s >= 0 && (s as usize) < len {
-                    out[s as usize] += buf[i] * window[i];
+                    out[s as usize] += b;
                 }
             }
         }

@@ -10,6 +10,7 @@ pub mod encode;
 pub mod inspect;
 pub mod mark;
 pub mod planes;
+mod soundtrack;
 
 pub use encode::EncodeSettings;
 pub use inspect::{inspect_file, VideoInspection};

@@ -8,8 +8,10 @@
 
 use crate::encode::{self, Choice, EncodeSettings};
 use crate::planes::{self, Layout};
+use crate::soundtrack::Soundtrack;
 use crate::{auto_threads, ffmpeg_error, init, open_decoder, pick_video_stream, seconds_of};
 use ab_glyph::FontArc;
+use aigc_audio::pipeline::{SoundLayers, SoundReport};
 use aigc_core::Label;
 use aigc_dsp::Key;
 use aigc_image::{LabelLayer, LabelStyle, Placement};
@@ -56,6 +58,11 @@ pub struct VideoLayers<'a> {
     /// Key and 64-bit payload.
     pub watermark: Option<(&'a Key, u64)>,
     pub encode: EncodeSettings,
+    /// What the soundtrack gets: the audio watermark and the rhythm label, mixed at its place
+    /// (never inserted: the sound keeps its length and its timing against the pictures). A
+    /// voice prompt is not added to a video for the same reason. Nothing here: the sound is
+    /// copied.
+    pub sound: SoundLayers<'a>,
 }
 
 /// Where and when the visible label went.
@@ -84,6 +91,8 @@ pub struct VideoReport {
     pub visible: Option<VisibleReport>,
     /// The payload and the luma PSNR of the watermark over all frames, dB.
     pub watermark: Option<(u64, f64)>,
+    /// What was done to the main audio stream, when it was marked (else it is copied).
+    pub sound: Option<SoundReport>,
     /// The other streams, copied: "audio aac", "subtitle mov_text", ...
     pub copied: Vec<String>,
     /// Streams the output container could not take, left out.
@@ -146,12 +155,15 @@ enum Item {
     Frame(ff::frame::Video),
     /// A packet of a copied stream, with its input stream index.
     Packet(ff::Packet, usize),
+    /// A packet of the re-encoded soundtrack, with its output stream index and time base.
+    Sound(ff::Packet, usize, ff::Rational),
 }
 
 /// What the reader learned.
 #[derive(Default)]
 struct ReadStats {
     damaged: usize,
+    sound: Option<SoundReport>,
 }
 
 /// What the painter did.
@@ -254,7 +266,11 @@ fn transcode(
         .open_as_with(codec, options)
         .map_err(|e| format!("cannot open the {encoder_name} encoder: {e}"))?;
 
-    // Output streams: the encoded video where the input's was, the rest copied.
+    let soundtrack = Soundtrack::open(&ictx, &layers.sound, global_header)
+        .map_err(|e| format!("cannot mark its sound: {e}"))?;
+
+    // Output streams: the encoded video where the input's was, the marked soundtrack where
+    // its audio was, the rest copied.
     let mut map: Vec<Option<usize>> = vec![None; ictx.nb_streams() as usize];
     let (mut copied, mut dropped) = (Vec::new(), Vec::new());
     for ist in ictx.streams() {
@@ -285,16 +301,23 @@ fn transcode(
             if fps > 0.0 {
                 ost.set_avg_frame_rate(rate);
             }
+            ost.set_time_base(ist.time_base());
+            ost
+        } else if let Some(st) = soundtrack.as_ref().filter(|st| st.index == ist.index()) {
+            let enc = st.encoder();
+            let mut ost = octx.add_stream(enc.codec()).map_err(ffmpeg_error)?;
+            ost.set_parameters(enc.context());
+            ost.set_time_base(enc.time_base());
             ost
         } else {
             let mut ost = octx
                 .add_stream(ff::encoder::find(ff::codec::Id::None))
                 .map_err(ffmpeg_error)?;
             ost.set_parameters(ist.parameters());
+            ost.set_time_base(ist.time_base());
             copied.push(describe());
             ost
         };
-        ost.set_time_base(ist.time_base());
         ost.set_metadata(without_label(ist.metadata()));
         map[ist.index()] = Some(ost.index());
     }
@@ -321,7 +344,11 @@ fn transcode(
     });
     let (read, paint, written) = std::thread::scope(|s| {
         let map = &map;
-        let reader = s.spawn(move || read(ictx, decoder, vidx, map, to_painter));
+        let sound = soundtrack.map(|st| {
+            let o = map[st.index].expect("the soundtrack is mapped");
+            (st, o, out_tbs[o])
+        });
+        let reader = s.spawn(move || read(ictx, decoder, vidx, map, sound, to_painter));
         let painter = s.spawn(|| {
             paint(
                 painter_in,
@@ -374,6 +401,7 @@ fn transcode(
         pixel_format: format!("{pixel:?}").to_lowercase(),
         frames: paint.frames,
         seconds,
+        sound: read.sound,
         visible: paint.placement.map(|placement| VisibleReport {
             placement,
             frames: paint.labeled,
@@ -407,9 +435,20 @@ fn read(
     mut decoder: ff::decoder::Video,
     vidx: usize,
     map: &[Option<usize>],
+    mut sound: Option<(Soundtrack, usize, ff::Rational)>,
     out: SyncSender<Item>,
 ) -> Result<ReadStats, String> {
     let mut stats = ReadStats::default();
+    // The soundtrack's packets go the same way; `Err(GONE)` when the painter has gone.
+    const GONE: &str = "the pipeline stopped";
+    let sound_out = out.clone();
+    let send_sound = |o: usize, tb: ff::Rational| {
+        let out = sound_out.clone();
+        move |p: &mut ff::Packet| {
+            out.send(Item::Sound(p.clone(), o, tb))
+                .map_err(|_| GONE.to_string())
+        }
+    };
     let mut frame = ff::frame::Video::empty();
     let mut last_pts = None;
     // Sends every frame the decoder has ready; Err(()) when the painter has gone.
@@ -445,12 +484,25 @@ fn read(
             if drain(&mut decoder, &mut last_pts).is_err() {
                 return Ok(stats);
             }
+        } else if let Some((st, o, tb)) = sound.as_mut().filter(|(st, ..)| st.index == i) {
+            match st.feed(&packet, &mut send_sound(*o, *tb)) {
+                Ok(()) => {}
+                Err(e) if e == GONE => return Ok(stats),
+                Err(e) => return Err(format!("cannot mark its sound: {e}")),
+            }
         } else if map[i].is_some() && out.send(Item::Packet(packet, i)).is_err() {
             return Ok(stats);
         }
     }
     let _ = decoder.send_eof();
     let _ = drain(&mut decoder, &mut last_pts);
+    if let Some((st, o, tb)) = sound {
+        match st.finish(&mut send_sound(o, tb)) {
+            Ok(r) => stats.sound = Some(r),
+            Err(e) if e == GONE => {}
+            Err(e) => return Err(format!("cannot mark its sound: {e}")),
+        }
+    }
     Ok(stats)
 }
 
@@ -572,6 +624,13 @@ fn write(
                     .send_frame(&frame)
                     .map_err(|e| format!("the encoder refused a frame: {e}"))?;
                 drain(encoder, octx)?;
+            }
+            Item::Sound(mut p, o, tb) => {
+                p.rescale_ts(tb, r.out_tbs[o]);
+                p.set_position(-1);
+                p.set_stream(o);
+                p.write_interleaved(octx)
+                    .map_err(|e| format!("cannot write a sound packet: {e}"))?;
             }
             Item::Packet(mut p, i) => {
                 let o = r.map[i].expect("only mapped streams are sent");

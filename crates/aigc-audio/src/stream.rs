@@ -1,0 +1,507 @@
+//! Marking sound as it streams past, in bounded memory: for the soundtrack of a video, which
+//! must keep its timing (so the rhythm label is mixed, never inserted) and may run for hours.
+//!
+//! [`StreamMarker`] takes planar chunks of any length and hands back marked chunks in order,
+//! about 7 s behind. The watermark is the one of [`crate::watermark`], frame for frame; only its
+//! strength is set per block of one period (3.4 s) instead of per file, so each stretch sits
+//! 36 dB under the sound, and it ramps between blocks so it never steps. The
+//! rhythm label is mixed over the sound at a sample position fixed up front, and the
+//! [`Limiter`] keeps every sample under full scale.
+
+use crate::rhythm::{self, RhythmStyle};
+use crate::watermark::{self, Embedded, Modulator, Payload, MAX_STRENGTH, PERIOD, TARGET_SNR_DB};
+use aigc_dsp::Key;
+
+/// A look-ahead limiter: the gain falls over 5 ms before a sample that would pass full scale
+/// and recovers over 50 ms after, so nothing wraps or clips. Streams with a 40 ms delay.
+pub struct Limiter {
+    ceiling: f32,
+    /// Samples of the backwards (attack) smoothing.
+    attack: usize,
+    /// Per-sample recovery towards unity.
+    release: f32,
+    /// How many samples are held back for the attack to see coming peaks.
+    lookahead: usize,
+    gain: f32,
+    held: Vec<Vec<f32>>,
+    worst: f32,
+}
+
+impl Limiter {
+    pub fn new(sample_rate: u32, channels: usize) -> Limiter {
+        let sr = sample_rate as usize;
+        let attack = (sr / 200).max(1);
+        Limiter {
+            ceiling: 0.999,
+            attack,
+            release: 1.0 / (sr / 20).max(1) as f32,
+            // The attack's smoothing decays by e^-8 over this reach: nothing further ahead counts.
+            lookahead: 8 * attack,
+            gain: 1.0,
+            held: vec![Vec::new(); channels],
+            worst: 1.0,
+        }
+    }
+
+    /// Takes `chunk` (planar) and hands every sample that no longer depends on what follows
+    /// to `out`.
+    pub fn push(&mut self, chunk: &[&[f32]], out: &mut dyn FnMut(&[Vec<f32>])) {
+        for (h, c) in self.held.iter_mut().zip(chunk) {
+            h.extend_from_slice(c);
+        }
+        let len = self.held[0].len();
+        // Released in batches, so the backwards pass runs over each held sample a few times at most.
+        if len >= 4 * self.lookahead {
+            self.release_until(len - self.lookahead, out);
+        }
+    }
+
+    /// Hands out what is still held.
+    pub fn finish(&mut self, out: &mut dyn FnMut(&[Vec<f32>])) {
+        let len = self.held[0].len();
+        self.release_until(len, out);
+    }
+
+    /// The largest gain reduction so far, dB (0: none needed).
+    pub fn reduction_db(&self) -> f32 {
+        -20.0 * self.worst.log10()
+    }
+
+    fn release_until(&mut self, n: usize, out: &mut dyn FnMut(&[Vec<f32>])) {
+        if n == 0 {
+            return;
+        }
+        let len = self.held[0].len();
+        let need = |i: usize| {
+            let p = self.held.iter().map(|c| c[i].abs()).fold(0.0, f32::max);
+            if p > self.ceiling {
+                self.ceiling / p
+            } else {
+                1.0
+            }
+        };
+        if self.gain == 1.0 && (0..len).all(|i| need(i) == 1.0) {
+            // Nothing near full scale (the usual case): pass the samples through as they are.
+            let rest: Vec<Vec<f32>> = self.held.iter_mut().map(|c| c.split_off(n)).collect();
+            out(&self.held);
+            self.held = rest;
+            return;
+        }
+        // Backwards: every sample's gain reaches `attack` samples ahead (a smoothed running
+        // minimum), so the gain is already down when the peak arrives.
+        let mut gains = vec![1f32; len];
+        let mut next = 1.0f32;
+        for i in (0..len).rev() {
+            next = next + (1.0 - next) / self.attack as f32;
+            // In f32 the approach to unity stalls a few millionths short: snap, so sound far
+            // from any peak passes untouched.
+            if next > 1.0 - 1e-5 {
+                next = 1.0;
+            }
+            next = next.min(need(i));
+            gains[i] = next;
+        }
+        // Forwards: recover towards unity over the release time, never above what is needed.
+        for g in gains[..n].iter_mut() {
+            self.gain += (1.0 - self.gain) * self.release;
+            if self.gain > 1.0 - 1e-5 {
+                self.gain = 1.0;
+            }
+            self.gain = self.gain.min(*g);
+            *g = self.gain;
+            self.worst = self.worst.min(self.gain);
+        }
+        let ceiling = self.ceiling;
+        for c in self.held.iter_mut() {
+            for (x, g) in c[..n].iter_mut().zip(&gains) {
+                *x = (*x * g).clamp(-ceiling, ceiling);
+            }
+        }
+        let rest: Vec<Vec<f32>> = self.held.iter_mut().map(|c| c.split_off(n)).collect();
+        out(&self.held);
+        self.held = rest;
+    }
+}
+
+/// What a [`StreamMarker`] adds.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamLayers<'a> {
+    /// Key and payload of the watermark.
+    pub watermark: Option<(&'a Key, Payload)>,
+    /// The rhythm label's tone (mixed; `insert` is ignored) and the sample where it starts.
+    pub rhythm: Option<(&'a RhythmStyle, usize)>,
+}
+
+/// What a [`StreamMarker`] did, once finished.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StreamReport {
+    /// The watermark's mean strength and its signal-to-change ratio over the whole sound.
+    pub watermark: Option<Embedded>,
+    /// Where the rhythm label starts, seconds; `None` when the sound ended before it.
+    pub rhythm_at: Option<f64>,
+    pub limiter_db: f32,
+    /// Samples per channel handed out.
+    pub samples: usize,
+}
+
+/// The watermark's state: the unit change, computed frame by frame as the sound arrives.
+struct Watermarking {
+    sign: Vec<f32>,
+    modulator: Modulator,
+    /// The unit change from `StreamMarker::base` on (longer than `held` by up to a frame).
+    change: Vec<f32>,
+    /// The next frame to compute; frame `t` covers samples `(t-1)·h .. (t+1)·h`.
+    next_frame: usize,
+    /// Strength per block of `block` samples (`None`: nothing to modulate there), from block
+    /// `first_block` on.
+    strengths: Vec<Option<f32>>,
+    first_block: usize,
+    host: f64,
+    applied: f64,
+}
+
+/// Marks planar sound chunk by chunk; see the module's description.
+pub struct StreamMarker {
+    sample_rate: u32,
+    channels: usize,
+    h: usize,
+    /// Samples per strength block: one period of the pattern.
+    block: usize,
+    /// Input not yet handed on, per channel, from absolute sample `base` on.
+    held: Vec<Vec<f32>>,
+    base: usize,
+    received: usize,
+    wm: Option<Watermarking>,
+    tone: Vec<f32>,
+    tone_at: usize,
+    limiter: Limiter,
+    scratch: Vec<Vec<f32>>,
+}
+
+impl StreamMarker {
+    pub fn new(sample_rate: u32, channels: usize, layers: &StreamLayers) -> StreamMarker {
+        let h = watermark::hop_len(sample_rate);
+        let channels = channels.max(1);
+        let wm = layers.watermark.map(|(key, payload)| Watermarking {
+            sign: watermark::pattern(key, payload),
+            modulator: Modulator::new(h),
+            change: Vec::new(),
+            next_frame: 0,
+            strengths: Vec::new(),
+            first_block: 0,
+            host: 0.0,
+            applied: 0.0,
+        });
+        let (tone, tone_at) = match layers.rhythm {
+            Some((style, at)) => (rhythm::tone(style, sample_rate), at),
+            None => (Vec::new(), 0),
+        };
+        StreamMarker {
+            sample_rate,
+            channels,
+            h,
+            block: PERIOD * h,
+            held: vec![Vec::new(); channels],
+            base: 0,
+            received: 0,
+            wm,
+            tone,
+            tone_at,
+            limiter: Limiter::new(sample_rate, channels),
+            scratch: vec![Vec::new(); channels],
+        }
+    }
+
+    /// Takes the next `chunk` (planar, one slice per channel, equal lengths) and hands what is
+    /// ready to `out`.
+    pub fn push(&mut self, chunk: &[&[f32]], out: &mut dyn FnMut(&[Vec<f32>])) {
+        for (h, c) in self.held.iter_mut().zip(chunk) {
+            h.extend_from_slice(c);
+        }
+        self.received += chunk.first().map_or(0, |c| c.len());
+        self.advance(false, out);
+    }
+
+    /// Hands out the rest and reports.
+    pub fn finish(mut self, out: &mut dyn FnMut(&[Vec<f32>])) -> StreamReport {
+        self.advance(true, out);
+        self.limiter.finish(out);
+        let watermark = self.wm.as_ref().and_then(|w| {
+            let known: Vec<f32> = w.strengths.iter().flatten().copied().collect();
+            (w.applied > 0.0).then(|| Embedded {
+                strength: known.iter().sum::<f32>() / known.len().max(1) as f32,
+                snr_db: (10.0 * (w.host / w.applied).log10()) as f32,
+            })
+        });
+        let tone_end = self.tone_at + self.tone.len();
+        StreamReport {
+            watermark,
+            rhythm_at: (!self.tone.is_empty() && tone_end <= self.received)
+                .then(|| self.tone_at as f64 / self.sample_rate as f64),
+            limiter_db: self.limiter.reduction_db(),
+            samples: self.received,
+        }
+    }
+
+    fn advance(&mut self, end: bool, out: &mut dyn FnMut(&[Vec<f32>])) {
+        let ready = match self.wm.is_some() {
+            true => self.watermark_frames(end),
+            false => self.received,
+        };
+        // Hand on whole blocks whose strength and next block's strength are known (the ramp
+        // between block centres needs both), or everything at the end.
+        let upto = if end {
+            self.received
+        } else if self.wm.is_some() {
+            let blocks_known = ready / self.block;
+            blocks_known.saturating_sub(1) * self.block
+        } else {
+            self.received
+        };
+        if upto > self.base {
+            self.emit(upto, out);
+        }
+    }
+
+    /// Computes every frame the held sound allows (all of them at the end), the strengths of
+    /// the blocks whose change is then final, and returns up to where the change is final.
+    fn watermark_frames(&mut self, end: bool) -> usize {
+        let (h, n, base, received, nch) =
+            (self.h, 2 * self.h, self.base, self.received, self.channels);
+        let held = &self.held;
+        let w = self.wm.as_mut().expect("called with a watermark");
+        let scale = 1.0 / nch as f32;
+        let last_frame = received.div_ceil(h); // frames 0..=last_frame cover the sound
+        loop {
+            let t = w.next_frame;
+            let frame_end = (t + 1) * h;
+            if t > last_frame || (!end && frame_end > received) {
+                break;
+            }
+            let start = t as isize * h as isize - h as isize;
+            let buf = w.modulator.input();
+            for (i, b) in buf.iter_mut().enumerate() {
+                let s = start + i as isize;
+                *b = if s >= base as isize && (s as usize) < received {
+                    let j = s as usize - base;
+                    held.iter().map(|c| c[j]).sum::<f32>() * scale
+                } else {
+                    0.0
+                };
+            }
+            let frame = w.modulator.run(watermark::row(&w.sign, t));
+            let need = (start + n as isize).max(0) as usize - base;
+            if w.change.len() < need {
+                w.change.resize(need, 0.0);
+            }
+            for (i, v) in frame.iter().enumerate() {
+                let s = start + i as isize;
+                if s >= base as isize {
+                    w.change[s as usize - base] += v;
+                }
+            }
+            w.next_frame += 1;
+        }
+        // Frame t+1 starts at t·h: below that, no frame still to come adds to the change.
+        let fin = if end {
+            received
+        } else {
+            (w.next_frame.saturating_sub(1) * h).min(received)
+        };
+        // Strengths of the blocks now complete.
+        loop {
+            let k = w.first_block + w.strengths.len();
+            let (from, to) = (k * self.block, ((k + 1) * self.block).min(received));
+            if from >= received || to > fin || (!end && to < (k + 1) * self.block) {
+                break;
+            }
+            let host: f64 = held
+                .iter()
+                .map(|c| watermark::energy(&c[from - base..to - base]))
+                .sum();
+            let unit = watermark::energy(&w.change[from - base..to - base]) * nch as f64;
+            let s = (host > 0.0 && unit > host * 1e-12).then(|| {
+                ((host / unit / 10f64.powf(TARGET_SNR_DB as f64 / 10.0)).sqrt() as f32)
+                    .min(MAX_STRENGTH)
+            });
+            w.strengths.push(s);
+        }
+        fin
+    }
+
+    /// The strength at absolute sample `i`: its block's own from the centre, ramping linearly
+    /// towards the lower of it and the neighbour's at each boundary. Continuous, and never
+    /// above the block's own, so every block stays at least 36 dB under its sound.
+    fn strength_at(w: &Watermarking, block: usize, i: usize) -> f32 {
+        let get = |k: usize| -> Option<f32> {
+            k.checked_sub(w.first_block)
+                .and_then(|j| w.strengths.get(j).copied().flatten())
+        };
+        let k = i / block;
+        let Some(own) = get(k) else {
+            return 0.0;
+        };
+        let half = block as f32 / 2.0;
+        let into = (i - k * block) as f32;
+        let (edge, frac) = if into < half {
+            (k.checked_sub(1).and_then(get), 1.0 - into / half)
+        } else {
+            (get(k + 1), (into - half) / half)
+        };
+        let edge = edge.map_or(own, |e| e.min(own));
+        own + (edge - own) * frac
+    }
+
+    /// Adds the watermark and the tone to the held sound below absolute sample `upto` and
+    /// passes it to the limiter.
+    fn emit(&mut self, upto: usize, out: &mut dyn FnMut(&[Vec<f32>])) {
+        let (base, len) = (self.base, upto - self.base);
+        for (s, h) in self.scratch.iter_mut().zip(&self.held) {
+            s.clear();
+            s.extend_from_slice(&h[..len]);
+        }
+        if let Some(w) = &mut self.wm {
+            let gains: Vec<f32> = (base..upto)
+                .map(|i| Self::strength_at(w, self.block, i))
+                .collect();
+            for s in self.scratch.iter_mut() {
+                w.host += watermark::energy(s);
+                for ((x, g), d) in s.iter_mut().zip(&gains).zip(&w.change) {
+                    *x += g * d;
+                }
+            }
+            let applied: Vec<f32> = gains.iter().zip(&w.change).map(|(g, d)| g * d).collect();
+            w.applied += watermark::energy(&applied) * self.channels as f64;
+            w.change.drain(..len.min(w.change.len()));
+            // Keep the strengths the ramp of what is still held can reach (one block back).
+            let keep_from = (upto / self.block).saturating_sub(1);
+            while w.first_block < keep_from && !w.strengths.is_empty() {
+                w.strengths.remove(0);
+                w.first_block += 1;
+            }
+        }
+        // The tone, where it overlaps this stretch.
+        let (t0, t1) = (self.tone_at, self.tone_at + self.tone.len());
+        if t0 < upto && t1 > base {
+            let (from, to) = (t0.max(base), t1.min(upto));
+            for s in self.scratch.iter_mut() {
+                for i in from..to {
+                    s[i - base] += self.tone[i - t0];
+                }
+            }
+        }
+        for h in self.held.iter_mut() {
+            h.drain(..len);
+        }
+        self.base = upto;
+        let chunk: Vec<&[f32]> = self.scratch.iter().map(Vec::as_slice).collect();
+        self.limiter.push(&chunk, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watermark::{detect_mono, embed};
+
+    fn music(sr: u32, secs: f32, seed: u64) -> Vec<f32> {
+        let mut rng = aigc_dsp::KeyedRng::new(&[seed as u8; 32], "test noise");
+        let n = (sr as f32 * secs) as usize;
+        let mut lp = 0f32;
+        (0..n)
+            .map(|i| {
+                let r = (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                lp = 0.9 * lp + 0.1 * r;
+                let t = i as f32 / sr as f32;
+                // A slow swell, so the strength has something to follow.
+                let swell = 0.3 + 0.25 * (t * 0.7).sin();
+                swell * (lp + 0.2 * (t * 2.0 * std::f32::consts::PI * 330.0).sin())
+            })
+            .collect()
+    }
+
+    /// Streams `x` (stereo copies) through a marker in uneven chunks.
+    fn stream(x: &[f32], sr: u32, layers: &StreamLayers) -> (Vec<Vec<f32>>, StreamReport) {
+        let mut m = StreamMarker::new(sr, 2, layers);
+        let mut out = vec![Vec::new(), Vec::new()];
+        let mut take = |c: &[Vec<f32>]| {
+            for (o, c) in out.iter_mut().zip(c) {
+                o.extend_from_slice(c);
+            }
+        };
+        let mut pos = 0;
+        for (i, size) in [1024usize, 333, 4096, 17, 70000].iter().cycle().enumerate() {
+            if pos >= x.len() || i > 100_000 {
+                break;
+            }
+            let end = (pos + size).min(x.len());
+            m.push(&[&x[pos..end], &x[pos..end]], &mut take);
+            pos = end;
+        }
+        let r = m.finish(&mut take);
+        (out, r)
+    }
+
+    #[test]
+    fn streamed_mark_reads_back_at_the_target_ratio() {
+        let sr = 44_100;
+        let key = [7u8; 32];
+        let payload = Payload::bits64(0x0123_4567_89ab_cdef);
+        let x = music(sr, 20.0, 3);
+        let layers = StreamLayers {
+            watermark: Some((&key, payload)),
+            rhythm: None,
+        };
+        let (out, r) = stream(&x, sr, &layers);
+        assert_eq!(out[0].len(), x.len());
+        assert_eq!(r.samples, x.len());
+        let e = r.watermark.expect("marked");
+        assert!((e.snr_db - TARGET_SNR_DB).abs() < 1.5, "{e:?}");
+        let found = detect_mono(&out[0], sr, &key).found.expect("detected");
+        assert_eq!(found.payload, payload);
+        // The change matches the whole-file embedder's in kind: both channels alike, and the
+        // same frames' modulation (their ratio is the strength, constant within a block).
+        assert_eq!(out[0], out[1]);
+        let mut whole = vec![x.clone()];
+        let e2 = embed(&mut whole, sr, &key, payload).unwrap();
+        let (d1, d2): (Vec<f32>, Vec<f32>) = (
+            out[0].iter().zip(&x).map(|(a, b)| a - b).collect(),
+            whole[0].iter().zip(&x).map(|(a, b)| a - b).collect(),
+        );
+        let dot: f64 = d1.iter().zip(&d2).map(|(a, b)| (a * b) as f64).sum();
+        let norm = |d: &[f32]| d.iter().map(|v| (v * v) as f64).sum::<f64>().sqrt();
+        assert!(dot / (norm(&d1) * norm(&d2)) > 0.9, "{e2:?}");
+        // Another key finds nothing.
+        assert!(detect_mono(&out[0], sr, &[8u8; 32]).found.is_none());
+    }
+
+    #[test]
+    fn tone_is_mixed_in_place_and_peaks_are_limited() {
+        let sr = 48_000;
+        let style = RhythmStyle {
+            insert: false,
+            level_dbfs: -3.0,
+            ..RhythmStyle::default()
+        };
+        // Loud enough that tone plus sound passes full scale.
+        let x: Vec<f32> = music(sr, 6.0, 5).iter().map(|v| v * 2.5).collect();
+        let at = sr as usize;
+        let layers = StreamLayers {
+            watermark: None,
+            rhythm: Some((&style, at)),
+        };
+        let (out, r) = stream(&x, sr, &layers);
+        assert_eq!(out[0].len(), x.len(), "the length is kept");
+        assert_eq!(r.rhythm_at, Some(1.0));
+        assert!(r.limiter_db > 0.0);
+        assert!(out[0].iter().all(|v| v.abs() <= 0.999));
+        // Before the tone, nothing but the limiter touched the sound.
+        let quiet_before = (0..at - sr as usize / 10)
+            .filter(|&i| x[i].abs() < 0.5)
+            .all(|i| (out[0][i] - x[i]).abs() < 1e-6);
+        assert!(quiet_before);
+        let found = rhythm::detect(&out[0], sr);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!((found[0].start_seconds - 1.0).abs() < 0.05, "{found:?}");
+    }
+}
