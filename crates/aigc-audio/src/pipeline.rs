@@ -206,14 +206,29 @@ pub fn inspect_file(
     };
     let audio = decode(path, &src, true)?;
     let sr = audio.sample_rate;
-    let seconds = audio.seconds();
     let mono = audio.channels.into_iter().next().unwrap_or_default();
-    Ok(Some(SoundInspection {
+    Ok(Some(find_marks(mono, sr, key)))
+}
+
+/// Looks for the rhythm label, then for the watermark (when `key` is given) with the rhythm's
+/// stretches silenced: a tone mixed over the sound, and the sound ducked beneath it, are not
+/// the watermark's and would only disturb its statistics. Silent hops are left out by the
+/// detector.
+fn find_marks(mut mono: Vec<f32>, sample_rate: u32, key: Option<&Key>) -> SoundInspection {
+    let rhythm = rhythm::detect(&mono, sample_rate);
+    // The duck reaches two dots (0.24 s by default) and a 50 ms ramp beyond the tone.
+    let pad = 0.3;
+    for r in &rhythm {
+        let at = |s: f64| ((s.max(0.0) * sample_rate as f64) as usize).min(mono.len());
+        let (from, to) = (at(r.start_seconds - pad), at(r.end_seconds + pad));
+        mono[from..to].fill(0.0);
+    }
+    SoundInspection {
         decoded: true,
-        seconds,
-        watermark: key.and_then(|k| watermark::detect_mono(&mono, sr, k).found),
-        rhythm: rhythm::detect(&mono, sr),
-    }))
+        seconds: mono.len() as f64 / sample_rate as f64,
+        watermark: key.and_then(|k| watermark::detect_mono(&mono, sample_rate, k).found),
+        rhythm,
+    }
 }
 
 /// Looks for the watermark (when `key` is given) and the rhythm label in the opening
@@ -228,12 +243,5 @@ pub fn inspect_soundtrack(
         return Ok(None);
     }
     let audio = transcode::decode_opening(path, Some(seconds))?;
-    let sr = audio.sample_rate;
-    let mono = audio.mono();
-    Ok(Some(SoundInspection {
-        decoded: true,
-        seconds: mono.len() as f64 / sr as f64,
-        watermark: key.and_then(|k| watermark::detect_mono(&mono, sr, k).found),
-        rhythm: rhythm::detect(&mono, sr),
-    }))
+    Ok(Some(find_marks(audio.mono(), audio.sample_rate, key)))
 }

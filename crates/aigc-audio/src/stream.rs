@@ -4,11 +4,11 @@
 //! [`StreamMarker`] takes planar chunks of any length and hands back marked chunks in order,
 //! about 7 s behind. The watermark is the one of [`crate::watermark`], frame for frame; only its
 //! strength is set per block of one period (3.4 s) instead of per file, so each stretch sits
-//! 36 dB under the sound, and it ramps between blocks so it never steps. The
-//! rhythm label is mixed over the sound at a sample position fixed up front, and the
-//! [`Limiter`] keeps every sample under full scale.
+//! 36 dB under the sound, and it ramps between blocks so it never steps. The rhythm label is
+//! mixed over the sound (ducked beneath it, [`rhythm::Duck`]) at a sample position fixed up
+//! front, and the [`Limiter`] keeps every sample under full scale.
 
-use crate::rhythm::{self, RhythmStyle};
+use crate::rhythm::{self, Duck, RhythmStyle};
 use crate::watermark::{self, Embedded, Modulator, Payload, MAX_STRENGTH, PERIOD, TARGET_SNR_DB};
 use aigc_dsp::Key;
 
@@ -174,6 +174,7 @@ pub struct StreamMarker {
     wm: Option<Watermarking>,
     tone: Vec<f32>,
     tone_at: usize,
+    duck: Option<Duck>,
     limiter: Limiter,
     scratch: Vec<Vec<f32>>,
 }
@@ -196,6 +197,9 @@ impl StreamMarker {
             Some((style, at)) => (rhythm::tone(style, sample_rate), at),
             None => (Vec::new(), 0),
         };
+        let duck = layers
+            .rhythm
+            .map(|(style, _)| Duck::new(style, sample_rate, tone.len()));
         StreamMarker {
             sample_rate,
             channels,
@@ -207,6 +211,7 @@ impl StreamMarker {
             wm,
             tone,
             tone_at,
+            duck,
             limiter: Limiter::new(sample_rate, channels),
             scratch: vec![Vec::new(); channels],
         }
@@ -380,10 +385,17 @@ impl StreamMarker {
                 w.first_block += 1;
             }
         }
-        // The tone, where it overlaps this stretch.
-        let (t0, t1) = (self.tone_at, self.tone_at + self.tone.len());
-        if t0 < upto && t1 > base {
-            let (from, to) = (t0.max(base), t1.min(upto));
+        // The sound ducked under the tone, and the tone, where they overlap this stretch.
+        if let Some(duck) = &self.duck {
+            let t0 = self.tone_at;
+            let (d0, d1) = duck.reach(t0, usize::MAX);
+            let (from, to) = (d0.max(base), d1.min(upto));
+            for s in self.scratch.iter_mut() {
+                for i in from..to {
+                    s[i - base] *= duck.gain(i as isize - t0 as isize);
+                }
+            }
+            let (from, to) = (t0.max(base), (t0 + self.tone.len()).min(upto));
             for s in self.scratch.iter_mut() {
                 for i in from..to {
                     s[i - base] += self.tone[i - t0];
@@ -483,8 +495,19 @@ mod tests {
             level_dbfs: -3.0,
             ..RhythmStyle::default()
         };
-        // Loud enough that tone plus sound passes full scale.
-        let x: Vec<f32> = music(sr, 6.0, 5).iter().map(|v| v * 2.5).collect();
+        // A stretch after the tone passes full scale.
+        let x: Vec<f32> = music(sr, 6.0, 5)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v * if (4 * sr..5 * sr).contains(&(i as u32)) {
+                    12.0
+                } else {
+                    2.5
+                }
+            })
+            .collect();
+        assert!(x.iter().any(|v| v.abs() > 1.0));
         let at = sr as usize;
         let layers = StreamLayers {
             watermark: None,
@@ -495,11 +518,17 @@ mod tests {
         assert_eq!(r.rhythm_at, Some(1.0));
         assert!(r.limiter_db > 0.0);
         assert!(out[0].iter().all(|v| v.abs() <= 0.999));
-        // Before the tone, nothing but the limiter touched the sound.
-        let quiet_before = (0..at - sr as usize / 10)
+        // Before the tone and its duck, nothing touched the sound.
+        // (The duck starts two dots and 50 ms before the tone.)
+        let quiet_before = (0..at - 4 * sr as usize / 10)
             .filter(|&i| x[i].abs() < 0.5)
             .all(|i| (out[0][i] - x[i]).abs() < 1e-6);
         assert!(quiet_before);
+        // Under the tone the sound is ducked 20 dB: between the tones only it is left.
+        let gap = at + (0.2 * sr as f64) as usize..at + (0.23 * sr as f64) as usize;
+        let ratio = gap.clone().map(|i| out[0][i].abs()).sum::<f32>()
+            / gap.map(|i| x[i].abs()).sum::<f32>();
+        assert!((0.08..0.12).contains(&ratio), "ducked to {ratio}");
         let found = rhythm::detect(&out[0], sr);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!((found[0].start_seconds - 1.0).abs() < 0.05, "{found:?}");
