@@ -63,7 +63,8 @@ def corpus(n, seconds):
     for i in range(n):
         photo = photos[(i * 7) % len(photos)]
         w, h = SIZES[i % len(SIZES)]
-        out = os.path.join(src, f"clip{i:02d}-{w}x{h}.mp4")
+        length = "" if seconds == 10 else f"-{seconds:g}s"
+        out = os.path.join(src, f"clip{i:02d}-{w}x{h}{length}.mp4")
         if not os.path.exists(out):
             frames = int(seconds * 30)
             # Alternate zooming in with panning across, so every clip moves differently.

@@ -111,8 +111,8 @@ pub fn apply(pcm: &mut Pcm, style: &RhythmStyle) -> f64 {
         let duck = Duck::new(style, sr, t.len());
         let (from, to) = duck.reach(start, len);
         for c in &mut pcm.channels {
-            for i in from..to {
-                c[i] *= duck.gain(i as isize - start as isize);
+            for (i, v) in c.iter_mut().enumerate().take(to).skip(from) {
+                *v *= duck.gain(i as isize - start as isize);
             }
             for (v, s) in c[start..].iter_mut().zip(&t) {
                 *v += s;
