@@ -485,3 +485,156 @@ fn label_span_options_and_bad_input() {
     assert!(!outdir.join("bad.mp4").exists());
     assert_eq!(std::fs::read(&bad).unwrap(), bytes[..bytes.len() / 3]);
 }
+
+/// Frame `n`'s luma as ffmpeg shows it (turned by the display matrix), with its size.
+fn shown_frame(path: &Path, n: usize) -> (Vec<u8>, usize, usize) {
+    let o = tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=width,height:stream_side_data=rotation",
+            "-of",
+            "json",
+            path.to_str().unwrap(),
+        ],
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let s = &v["streams"][0];
+    let (w, h) = (s["width"].as_u64().unwrap(), s["height"].as_u64().unwrap());
+    let turned = s["side_data_list"][0]["rotation"].as_i64().unwrap_or(0) % 180 != 0;
+    let (w, h) = if turned { (h, w) } else { (w, h) };
+    let o = tool(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-i",
+            path.to_str().unwrap(),
+            "-vf",
+            &format!("select=eq(n\\,{n})"),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout.len(), (w * h) as usize);
+    (o.stdout, w as usize, h as usize)
+}
+
+fn rotation_of(path: &Path) -> Value {
+    let o = tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream_side_data=rotation",
+            "-of",
+            "json",
+            path.to_str().unwrap(),
+        ],
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["streams"][0]["side_data_list"][0]["rotation"].clone()
+}
+
+#[test]
+fn a_turned_video_keeps_its_turn_and_shows_the_label_upright() {
+    let dir = workdir();
+    let src = source(dir.path());
+    // Stored 480x270, shown turned a quarter (270x480), as phones write portrait video.
+    let short = dir.path().join("short.mp4");
+    ffmpeg(&[
+        "-i",
+        src.to_str().unwrap(),
+        "-t",
+        "3",
+        "-map",
+        "0:v",
+        "-map",
+        "0:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "20",
+        "-c:a",
+        "copy",
+        short.to_str().unwrap(),
+    ]);
+    // (This ffmpeg sets the display matrix from the tag on a stream copy only.)
+    let rot = dir.path().join("portrait.mp4");
+    ffmpeg(&[
+        "-i",
+        short.to_str().unwrap(),
+        "-c",
+        "copy",
+        "-metadata:s:v:0",
+        "rotate=90",
+        rot.to_str().unwrap(),
+    ]);
+    assert_eq!(rotation_of(&rot), 90, "the input is turned");
+    let out = dir.path().join("portrait-out.mp4");
+    let r = mark_report(&rot, &out, &[]);
+    assert_eq!(r["rotation"]["degrees"], 90, "{r}");
+    assert_eq!(r["rotation"]["kept"], true, "{r}");
+    assert_eq!(rotation_of(&out), 90, "the output is turned the same way");
+    // As shown, the label sits in the bottom-right corner of the upright picture: the plate
+    // (in shown coordinates) is dark, and the rest of the frame is the input's.
+    let plate: Vec<usize> = r["visible"]["plate_box"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    let (a, w, h) = shown_frame(&rot, 10);
+    let (b, w2, h2) = shown_frame(&out, 10);
+    assert_eq!((w, h, w2, h2), (H, W, H, W));
+    assert!(
+        plate[2] <= w && plate[3] <= h && plate[2] > w / 2 && plate[3] > h / 2,
+        "{plate:?}"
+    );
+    let (mut inside, mut n_in, mut outside, mut n_out) = (0f64, 0f64, 0f64, 0f64);
+    for y in 0..h {
+        for x in 0..w {
+            let d = (a[y * w + x] as f64 - b[y * w + x] as f64).abs();
+            if (plate[0]..plate[2]).contains(&x) && (plate[1]..plate[3]).contains(&y) {
+                inside += d;
+                n_in += 1.0;
+            } else {
+                outside += d;
+                n_out += 1.0;
+            }
+        }
+    }
+    assert!(
+        inside / n_in > 25.0,
+        "no label where it is shown ({})",
+        inside / n_in
+    );
+    assert!(
+        outside / n_out < 4.0,
+        "changed outside the label ({})",
+        outside / n_out
+    );
+    // verify reads the label upright, in the corner where it is shown.
+    let v = verify_json(&out);
+    assert_eq!(v["verdict"], "compliant", "{v}");
+    assert_eq!(v["visible"]["position"], "bottom-right", "{v}");
+    assert!(
+        v["visible"]["until_seconds"].as_f64().unwrap() >= 2.9,
+        "{v}"
+    );
+}

@@ -154,6 +154,8 @@ struct Sampler {
     seconds: Option<f64>,
     /// Timestamps of the frames already stacked.
     stacked: Vec<Option<i64>>,
+    /// How the frames are shown, when not as stored: the label is looked for upright as shown.
+    orientation: Option<crate::rotation::Orientation>,
 }
 
 impl Sampler {
@@ -171,6 +173,7 @@ impl Sampler {
         // skipping them halves the decoding.
         decoder.skip_frame(ff::Discard::NonReference);
         let seconds = seconds_of(&ictx, vidx);
+        let orientation = crate::rotation::Orientation::of(&ist);
         Ok(Some(Sampler {
             ictx,
             decoder,
@@ -179,6 +182,7 @@ impl Sampler {
             lay,
             seconds,
             stacked: Vec::new(),
+            orientation,
         }))
     }
 
@@ -189,7 +193,7 @@ impl Sampler {
         label: Option<(&FontArc, &str)>,
         mut stack: Option<&mut Stacks>,
     ) -> Result<Option<VisibleFound>, String> {
-        let (tb, lay) = (self.tb, self.lay);
+        let (tb, lay, orientation) = (self.tb, self.lay, self.orientation);
         let mut visible: Option<VisibleFound> = None;
         let mut t0 = None;
         let (mut next_label, mut next_stack) = (0.0, 0.0);
@@ -200,7 +204,12 @@ impl Sampler {
             let t = t_abs - *t0.get_or_insert(t_abs);
             if let (true, Some((font, text))) = (label_run && t >= next_label, label) {
                 next_label = (t / LABEL_STEP).floor() * LABEL_STEP + LABEL_STEP;
-                let img = image::DynamicImage::ImageLuma8(planes::luma_image(frame, lay));
+                let luma = planes::luma_image(frame, lay);
+                let luma = match orientation {
+                    Some(o) => o.image_to_display(&luma),
+                    None => luma,
+                };
+                let img = image::DynamicImage::ImageLuma8(luma);
                 // Once found, the label is followed where it is.
                 let found = match &visible {
                     None => find_label(&img, font, text),

@@ -10,6 +10,7 @@ pub mod encode;
 pub mod inspect;
 pub mod mark;
 pub mod planes;
+pub mod rotation;
 mod soundtrack;
 
 pub use encode::EncodeSettings;

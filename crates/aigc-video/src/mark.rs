@@ -8,6 +8,7 @@
 
 use crate::encode::{self, Choice, EncodeSettings};
 use crate::planes::{self, Layout};
+use crate::rotation::{self, Orientation};
 use crate::soundtrack::Soundtrack;
 use crate::{auto_threads, ffmpeg_error, init, open_decoder, pick_video_stream, seconds_of};
 use ab_glyph::FontArc;
@@ -84,6 +85,12 @@ pub struct VideoReport {
     pub encoder: Choice,
     pub width: u32,
     pub height: u32,
+    /// How the input is shown (degrees anticlockwise as ffprobe gives them, mirrored), when
+    /// not as stored; the visible label is drawn upright as shown.
+    pub rotation: Option<(u32, bool)>,
+    /// Whether the output carries the input's display rotation (MP4/MOV do; other containers
+    /// show the stored frame as it is).
+    pub rotation_kept: bool,
     pub pixel_format: String,
     pub frames: u64,
     /// Length of the video stream, seconds.
@@ -204,6 +211,10 @@ fn transcode(
         .unwrap_or_default();
     let (width, height, pixel) = (decoder.width(), decoder.height(), decoder.format());
     let duration = seconds_of(&ictx, vidx);
+    // A turned input keeps its turn where the container can carry it (MP4/MOV), and the label
+    // is then drawn upright as shown; elsewhere the output shows as stored, and so does the label.
+    let turned = Orientation::of(&ist);
+    let orientation = turned.filter(|_| matches!(muxer, "mp4" | "mov" | "3gp"));
     // The quality to match: the stream's own bitrate, else the file's.
     let bits = match decoder.bit_rate() {
         0 => ictx.bit_rate().max(0) as f64,
@@ -361,6 +372,7 @@ fn transcode(
                     visible: layers.visible,
                     tile: tile.as_deref(),
                     strength: VIDEO_TARGET_RMS,
+                    orientation,
                 },
             )
         });
@@ -386,6 +398,19 @@ fn transcode(
     let read = read?;
     let paint = paint?;
     written?;
+    drop(octx);
+    // The display rotation, into the track header where FFmpeg's muxer would have put it.
+    let rotation_kept = match orientation {
+        Some(o) => {
+            let set = rotation::write_track_matrix(out, enc_out, &o.matrix)
+                .map_err(|e| format!("cannot set the display rotation: {e}"))?;
+            if !set {
+                return Err("cannot set the display rotation: the encoded file's video track was not where expected".into());
+            }
+            true
+        }
+        None => false,
+    };
     if paint.frames == 0 {
         return Err("its video stream has no decodable frame".into());
     }
@@ -398,6 +423,8 @@ fn transcode(
         encoder: choice,
         width,
         height,
+        rotation: turned.map(|o| o.describe()),
+        rotation_kept,
         pixel_format: format!("{pixel:?}").to_lowercase(),
         frames: paint.frames,
         seconds,
@@ -519,6 +546,8 @@ struct Painter<'a> {
     tile: Option<&'a [f32]>,
     /// RMS of the watermark's luma change, 8-bit levels.
     strength: f32,
+    /// How the frames are shown, when not as stored.
+    orientation: Option<Orientation>,
 }
 
 /// The painter: the visible label on the frames in its span, the watermark on every frame.
@@ -555,11 +584,19 @@ fn paint(input: Receiver<Item>, out: SyncSender<Item>, p: Painter) -> Result<Pai
         if let (true, Some(v)) = (labeled, p.visible) {
             let (w, h) = (frame.width(), frame.height());
             if layer.as_ref().is_none_or(|(_, size)| *size != (w, h)) {
-                let plate = aigc_image::plate_box(w, h, v.font, v.style)
-                    .map_err(|e| format!("cannot place the visible label: {e}"))?;
+                // Laid out on the frame as shown, then turned into the stored frame.
+                let (dw, dh) = p.orientation.map_or((w, h), |o| o.display_size(w, h));
+                let place = |e| format!("cannot place the visible label: {e}");
+                let plate = aigc_image::plate_box(dw, dh, v.font, v.style).map_err(place)?;
+                let plate = p
+                    .orientation
+                    .map_or(plate, |o| o.rect_to_stored(plate, w, h));
                 let beneath = planes::mean_brightness(&frame, p.lay, plate);
-                let l = aigc_image::label_layer(w, h, v.font, v.style, beneath)
-                    .map_err(|e| format!("cannot place the visible label: {e}"))?;
+                let l = aigc_image::label_layer(dw, dh, v.font, v.style, beneath).map_err(place)?;
+                let l = match p.orientation {
+                    Some(o) => o.layer_to_stored(&l, w, h),
+                    None => l,
+                };
                 layer = Some((l, (w, h)));
             }
             let (l, _) = layer.as_ref().expect("made above");
