@@ -444,13 +444,35 @@ pub fn embed_plane(plane: &mut LumaPlane, tile: &[f32], target_rms: f32) -> f64 
     let to8 = 255.0 / plane.max();
     let (hw, hh) = (w.div_ceil(2), h.div_ceil(2));
     let mut half = vec![0f32; hw * hh];
+    let k = 0.25 * to8;
     for (hy, row) in half.chunks_exact_mut(hw).enumerate() {
         let (y0, y1) = (2 * hy, (2 * hy + 1).min(h - 1));
-        for (hx, v) in row.iter_mut().enumerate() {
-            let (x0, x1) = (2 * hx, (2 * hx + 1).min(w - 1));
-            *v = 0.25
-                * to8
-                * (plane.get(x0, y0) + plane.get(x1, y0) + plane.get(x0, y1) + plane.get(x1, y1));
+        if plane.wide() {
+            for (hx, v) in row.iter_mut().enumerate() {
+                let (x0, x1) = (2 * hx, (2 * hx + 1).min(w - 1));
+                *v = k
+                    * (plane.get(x0, y0)
+                        + plane.get(x1, y0)
+                        + plane.get(x0, y1)
+                        + plane.get(x1, y1));
+            }
+            continue;
+        }
+        // 8 bits: the four samples summed as integers (exact, as the f32 sum is), whole pairs
+        // first so the loop vectorises; an odd last column repeats itself.
+        let r0 = &plane.data[y0 * plane.stride..y0 * plane.stride + w];
+        let r1 = &plane.data[y1 * plane.stride..y1 * plane.stride + w];
+        let pairs = w / 2;
+        for ((v, a), b) in row[..pairs]
+            .iter_mut()
+            .zip(r0.chunks_exact(2))
+            .zip(r1.chunks_exact(2))
+        {
+            *v = k * (a[0] as u32 + a[1] as u32 + b[0] as u32 + b[1] as u32) as f32;
+        }
+        if w % 2 == 1 {
+            let x = w - 1;
+            row[pairs] = k * (2 * r0[x] as u32 + 2 * r1[x] as u32) as f32;
         }
     }
     let mask = mask_from_half(&half, hw, hh);
@@ -465,31 +487,51 @@ pub fn embed_plane(plane: &mut LumaPlane, tile: &[f32], target_rms: f32) -> f64 
         "a square tile"
     );
     let mut sum_sq = 0f64;
+    // The change of one row (before the 16-bit scale), then added in a loop that vectorises.
+    let mut dv = vec![0f32; w];
     for y in 0..h {
         let trow = &tile[(y % side) * side..(y % side + 1) * side];
         let mrow = &mask[(y / 2) * hw..(y / 2 + 1) * hw];
+        for (x, d) in dv.iter_mut().enumerate() {
+            *d = gain * mrow[x / 2] * trow[x & (side - 1)];
+        }
         let row = &mut plane.data[y * plane.stride..];
-        let mut row_sq = 0f32;
+        let mut lanes = [0f32; 8];
         if wide {
-            for (x, px) in row.chunks_exact_mut(2).take(w).enumerate() {
+            for (i, (px, d)) in row.chunks_exact_mut(2).take(w).zip(&dv).enumerate() {
                 let old = u16::from_le_bytes([px[0], px[1]]) as f32;
-                let dv = gain * mrow[x / 2] * trow[x & (side - 1)] * scale;
-                let new = (old + dv + 0.5).clamp(0.0, max + 0.49) as u16;
+                let new = (old + d * scale + 0.5).clamp(0.0, max + 0.49) as u16;
                 px.copy_from_slice(&new.to_le_bytes());
                 let a = (new as f32 - old) / scale;
-                row_sq += a * a;
+                lanes[i & 7] += a * a;
             }
         } else {
-            for (x, px) in row.iter_mut().take(w).enumerate() {
+            let row = &mut row[..w];
+            let mut px8 = row.chunks_exact_mut(8);
+            let mut dv8 = dv.chunks_exact(8);
+            for (p, d) in (&mut px8).zip(&mut dv8) {
+                for ((px, d), lane) in p.iter_mut().zip(d).zip(lanes.iter_mut()) {
+                    let old = *px as f32;
+                    let new = (old + d + 0.5).clamp(0.0, 255.49) as u8;
+                    *px = new;
+                    let a = new as f32 - old;
+                    *lane += a * a;
+                }
+            }
+            for ((px, d), lane) in px8
+                .into_remainder()
+                .iter_mut()
+                .zip(dv8.remainder())
+                .zip(lanes.iter_mut())
+            {
                 let old = *px as f32;
-                let dv = gain * mrow[x / 2] * trow[x & (side - 1)];
-                let new = (old + dv + 0.5).clamp(0.0, 255.49) as u8;
+                let new = (old + d + 0.5).clamp(0.0, 255.49) as u8;
                 *px = new;
                 let a = new as f32 - old;
-                row_sq += a * a;
+                *lane += a * a;
             }
         }
-        sum_sq += row_sq as f64;
+        sum_sq += lanes.iter().sum::<f32>() as f64;
     }
     sum_sq
 }
