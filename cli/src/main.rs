@@ -577,22 +577,36 @@ fn verify(a: VerifyArgs, cfg: &config::Config) -> Result<batch::Summary, String>
                     return o;
                 }
             }
-            match aigc_video::inspect_file(
-                &job.input,
-                fs.format,
-                &font,
-                &text_to_find,
-                key.as_ref(),
-            ) {
+            // A video's pictures and its soundtrack are read side by side. The soundtrack's
+            // opening minute is enough: the rhythm label sits at the start and the watermark
+            // repeats every 3.4 s.
+            let (pictures, sound) = if aigc_video::is_video_format(fs.format) {
+                std::thread::scope(|s| {
+                    let sound = s.spawn(|| {
+                        aigc_audio::pipeline::inspect_soundtrack(
+                            &job.input,
+                            key.as_ref(),
+                            SOUNDTRACK_SECONDS,
+                        )
+                    });
+                    let pictures = aigc_video::inspect_file(
+                        &job.input,
+                        fs.format,
+                        &font,
+                        &text_to_find,
+                        key.as_ref(),
+                    );
+                    (
+                        pictures,
+                        sound.join().expect("the sound check does not panic"),
+                    )
+                })
+            } else {
+                (Ok(None), Ok(None))
+            };
+            match pictures {
                 Ok(None) => {}
                 pictures => {
-                    // The soundtrack's opening minute: the rhythm label sits at the start and
-                    // the watermark repeats every 3.4 s.
-                    let sound = aigc_audio::pipeline::inspect_soundtrack(
-                        &job.input,
-                        key.as_ref(),
-                        SOUNDTRACK_SECONDS,
-                    );
                     return verify_video(
                         job,
                         &fs,
