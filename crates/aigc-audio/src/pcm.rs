@@ -63,96 +63,188 @@ pub fn decode_symphonia(path: &Path) -> Result<Option<Pcm>, String> {
 /// [`decode_symphonia`], mixed down to one channel while decoding when `downmix` is set (what
 /// detection needs, in a third of the memory of stereo plus its mix).
 pub fn decode_symphonia_as(path: &Path, downmix: bool) -> Result<Option<Pcm>, String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
-    let mut hint = Hint::new();
-    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-        hint.with_extension(ext);
-    }
-    let probed = symphonia::default::get_probe()
-        .format(
-            &hint,
-            mss,
-            &FormatOptions::default(),
-            &MetadataOptions::default(),
-        )
-        .map_err(|e| format!("cannot read the audio container: {e}"))?;
-    let mut format = probed.format;
-    let track = format
-        .tracks()
-        .iter()
-        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
-        .ok_or("no audio track")?
-        .clone();
-    if track.codec_params.codec == CODEC_TYPE_OPUS {
+    let Some(mut reader) = SymphoniaReader::open(path)? else {
         return Ok(None);
-    }
-    let mut decoder = match symphonia::default::get_codecs()
-        .make(&track.codec_params, &DecoderOptions::default())
-    {
-        Ok(d) => d,
-        Err(SymError::Unsupported(_)) => return Ok(None),
-        Err(e) => return Err(format!("cannot decode the audio: {e}")),
     };
     let mut pcm = Pcm {
-        sample_rate: track.codec_params.sample_rate.unwrap_or(0),
-        ..Pcm::default()
+        sample_rate: reader.sample_rate(),
+        channels: vec![Vec::new(); if downmix { 1 } else { reader.channels() }],
+        damaged_packets: 0,
     };
-    let mut buf: Option<SampleBuffer<f32>> = None;
-    let mut channels = 0;
-    loop {
-        let packet = match format.next_packet() {
-            Ok(p) => p,
-            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(SymError::ResetRequired) => break,
-            Err(e) => return Err(format!("cannot read audio packet: {e}")),
-        };
-        if packet.track_id() != track.id {
-            continue;
-        }
-        let decoded = match decoder.decode(&packet) {
-            Ok(d) => d,
-            // A damaged packet is skipped, as players do, and counted for the report.
-            Err(SymError::DecodeError(_)) => {
-                pcm.damaged_packets += 1;
-                continue;
-            }
-            Err(e) => return Err(format!("cannot decode the audio: {e}")),
-        };
-        let spec = *decoded.spec();
-        let nch = spec.channels.count();
-        if pcm.channels.is_empty() {
-            pcm.channels = vec![Vec::new(); if downmix { 1 } else { nch }];
-            pcm.sample_rate = spec.rate;
-            channels = nch;
-        }
-        if nch != channels {
-            return Err("the channel count changes mid-stream".into());
-        }
-        let b = buf.get_or_insert_with(|| SampleBuffer::new(decoded.capacity() as u64, spec));
-        if (b.capacity()) < decoded.capacity() * nch {
-            *b = SampleBuffer::new(decoded.capacity() as u64, spec);
-        }
-        b.copy_interleaved_ref(decoded);
+    let mut chunk = vec![Vec::new(); reader.channels()];
+    while reader.next_chunk(&mut chunk)? {
         if downmix {
-            let scale = 1.0 / nch as f32;
-            pcm.channels[0].extend(
-                b.samples()
-                    .chunks_exact(nch)
-                    .map(|f| f.iter().sum::<f32>() * scale),
-            );
+            let chans: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
+            pcm.channels[0].extend(mix(&chans));
         } else {
-            for frame in b.samples().chunks_exact(nch) {
-                for (c, &v) in pcm.channels.iter_mut().zip(frame) {
-                    c.push(v);
-                }
+            for (c, part) in pcm.channels.iter_mut().zip(&chunk) {
+                c.extend_from_slice(part);
             }
         }
     }
-    if pcm.sample_rate == 0 || pcm.is_empty() {
+    pcm.damaged_packets = reader.damaged_packets();
+    if pcm.is_empty() {
         return Err("the audio track holds no samples".into());
     }
     Ok(Some(pcm))
+}
+
+/// Decoded sound handed out a chunk at a time, so a long file is never held whole.
+pub trait ChunkReader {
+    fn sample_rate(&self) -> u32;
+    fn channels(&self) -> usize;
+    /// Replaces `chunk`'s contents (one vector per channel) with the next decoded samples;
+    /// false at the end.
+    fn next_chunk(&mut self, chunk: &mut [Vec<f32>]) -> Result<bool, String>;
+    /// Packets that could not be decoded and were skipped, as players do.
+    fn damaged_packets(&self) -> usize;
+}
+
+/// Symphonia's decoder over a file's first audio track.
+pub struct SymphoniaReader {
+    format: Box<dyn symphonia::core::formats::FormatReader>,
+    decoder: Box<dyn symphonia::core::codecs::Decoder>,
+    track: u32,
+    sample_rate: u32,
+    channels: usize,
+    buf: Option<SampleBuffer<f32>>,
+    /// The first chunk, decoded when opening to learn the channel count.
+    first: Option<Vec<Vec<f32>>>,
+    damaged: usize,
+}
+
+impl SymphoniaReader {
+    /// Opens `path`; `Ok(None)` when symphonia has no decoder for its codec (Opus).
+    pub fn open(path: &Path) -> Result<Option<SymphoniaReader>, String> {
+        let file = File::open(path).map_err(|e| e.to_string())?;
+        let mss = MediaSourceStream::new(Box::new(file), Default::default());
+        let mut hint = Hint::new();
+        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+            hint.with_extension(ext);
+        }
+        let probed = symphonia::default::get_probe()
+            .format(
+                &hint,
+                mss,
+                &FormatOptions::default(),
+                &MetadataOptions::default(),
+            )
+            .map_err(|e| format!("cannot read the audio container: {e}"))?;
+        let format = probed.format;
+        let track = format
+            .tracks()
+            .iter()
+            .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+            .ok_or("no audio track")?
+            .clone();
+        if track.codec_params.codec == CODEC_TYPE_OPUS {
+            return Ok(None);
+        }
+        let decoder = match symphonia::default::get_codecs()
+            .make(&track.codec_params, &DecoderOptions::default())
+        {
+            Ok(d) => d,
+            Err(SymError::Unsupported(_)) => return Ok(None),
+            Err(e) => return Err(format!("cannot decode the audio: {e}")),
+        };
+        let mut reader = SymphoniaReader {
+            format,
+            decoder,
+            track: track.id,
+            sample_rate: track.codec_params.sample_rate.unwrap_or(0),
+            channels: 0,
+            buf: None,
+            first: None,
+            damaged: 0,
+        };
+        let mut first = Vec::new();
+        if !reader.decode_next(&mut first)? || reader.sample_rate == 0 {
+            return Err("the audio track holds no samples".into());
+        }
+        reader.first = Some(first);
+        Ok(Some(reader))
+    }
+
+    /// Decodes the next packet of the track into `chunk` (resized to the channel count).
+    fn decode_next(&mut self, chunk: &mut Vec<Vec<f32>>) -> Result<bool, String> {
+        loop {
+            let packet = match self.format.next_packet() {
+                Ok(p) => p,
+                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Ok(false)
+                }
+                Err(SymError::ResetRequired) => return Ok(false),
+                Err(e) => return Err(format!("cannot read audio packet: {e}")),
+            };
+            if packet.track_id() != self.track {
+                continue;
+            }
+            let decoded = match self.decoder.decode(&packet) {
+                Ok(d) => d,
+                // A damaged packet is skipped, as players do, and counted for the report.
+                Err(SymError::DecodeError(_)) => {
+                    self.damaged += 1;
+                    continue;
+                }
+                Err(e) => return Err(format!("cannot decode the audio: {e}")),
+            };
+            let spec = *decoded.spec();
+            let nch = spec.channels.count();
+            if self.channels == 0 {
+                self.channels = nch;
+                self.sample_rate = spec.rate;
+            }
+            if nch != self.channels {
+                return Err("the channel count changes mid-stream".into());
+            }
+            let b = self
+                .buf
+                .get_or_insert_with(|| SampleBuffer::new(decoded.capacity() as u64, spec));
+            if b.capacity() < decoded.capacity() * nch {
+                *b = SampleBuffer::new(decoded.capacity() as u64, spec);
+            }
+            b.copy_interleaved_ref(decoded);
+            chunk.resize(nch, Vec::new());
+            for c in chunk.iter_mut() {
+                c.clear();
+            }
+            for frame in b.samples().chunks_exact(nch) {
+                for (c, &v) in chunk.iter_mut().zip(frame) {
+                    c.push(v);
+                }
+            }
+            return Ok(true);
+        }
+    }
+}
+
+impl ChunkReader for SymphoniaReader {
+    fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    fn channels(&self) -> usize {
+        self.channels
+    }
+
+    fn next_chunk(&mut self, chunk: &mut [Vec<f32>]) -> Result<bool, String> {
+        if let Some(first) = self.first.take() {
+            for (c, f) in chunk.iter_mut().zip(first) {
+                *c = f;
+            }
+            return Ok(true);
+        }
+        let mut v: Vec<Vec<f32>> = chunk.iter_mut().map(std::mem::take).collect();
+        let more = self.decode_next(&mut v)?;
+        for (c, f) in chunk.iter_mut().zip(v) {
+            *c = f;
+        }
+        Ok(more)
+    }
+
+    fn damaged_packets(&self) -> usize {
+        self.damaged
+    }
 }
 
 /// Writes `pcm` as a 32-bit float WAV (WAVE_FORMAT_IEEE_FLOAT), for tools and tests.

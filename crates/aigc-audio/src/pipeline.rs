@@ -1,13 +1,15 @@
-//! `mark` and `verify` for audio files: one decode, the rhythm label, the watermark, a
-//! limiter, one encode into the same kind of file, then the metadata label through aigc-meta.
+//! `mark` and `verify` for audio files: decoding, the watermark, the rhythm label, a limiter
+//! and encoding into the same kind of file, chunk by chunk (`crate::stream`), so a file of any
+//! length is never held whole; then the metadata label through aigc-meta.
 
+use crate::pcm::ChunkReader;
 use crate::rhythm::{self, RhythmFound, RhythmStyle};
-use crate::stream::Limiter;
+use crate::stream::{Limiter, StreamLayers, StreamMarker, StreamReport};
 use crate::watermark::{self, Embedded, Payload, WatermarkFound};
 use crate::{pcm, transcode, Pcm};
 use aigc_core::Label;
 use aigc_dsp::Key;
-use aigc_meta::{write_encoded, Format, MetaError, WriteOptions};
+use aigc_meta::{Format, MetaError, WriteOptions};
 use std::path::Path;
 
 /// What `mark` adds to the sound.
@@ -105,56 +107,176 @@ pub fn mark_file(
     let Some(src) = probe_audio_only(input).map_err(fail)? else {
         return Ok(None);
     };
-    let mut audio = decode(input, &src, false).map_err(fail)?;
+    let mut reader: Box<dyn ChunkReader> = match src.codec {
+        ffmpeg_next::codec::Id::OPUS => None,
+        _ => pcm::SymphoniaReader::open(input)
+            .map_err(fail)?
+            .map(|r| Box::new(r) as Box<dyn ChunkReader>),
+    }
+    .map_or_else(
+        || transcode::FfmpegReader::open(input).map(|r| Box::new(r) as Box<dyn ChunkReader>),
+        Ok,
+    )
+    .map_err(fail)?;
+    let (sr, nch) = (reader.sample_rate(), reader.channels());
+    // What goes in, in order: before the sound, a rhythm label inserted at the start, then a
+    // voice prompt; after it, a voice prompt, then a rhythm label inserted at the end.
+    let mut inserts: Vec<(usize, Vec<Vec<f32>>, Inserted)> = Vec::new();
+    let rhythm_block = layers.rhythm.filter(|s| s.insert).map(|style| {
+        let (block, lead) = rhythm::inserted_tone(style, sr);
+        let at = match style.placement {
+            rhythm::Placement::Start => 0,
+            rhythm::Placement::End => usize::MAX,
+            rhythm::Placement::At(s) => (s * sr as f64) as usize,
+        };
+        (at, vec![block; nch], Inserted::Rhythm(lead))
+    });
+    let voice_block = layers.voice.map(|(voice, at)| {
+        let (block, lead) = rhythm::voice_block(voice, sr, nch, at);
+        let pos = match at {
+            rhythm::VoiceAt::Start => 0,
+            rhythm::VoiceAt::End => usize::MAX,
+        };
+        (pos, block, Inserted::Voice(lead))
+    });
+    match (rhythm_block, voice_block) {
+        (Some(r), Some(v)) if r.0 == usize::MAX => inserts.extend([v, r]),
+        (r, v) => inserts.extend(r.into_iter().chain(v)),
+    }
+    inserts.sort_by_key(|(at, ..)| *at);
+    // A mixed rhythm label sits at a sample fixed up front; at the end, from the stated length.
+    let mixed = layers.rhythm.filter(|s| !s.insert).map(|style| {
+        let tone = rhythm::tone(style, sr).len();
+        let at = match style.placement {
+            rhythm::Placement::Start => 0,
+            rhythm::Placement::End => src
+                .seconds
+                .map_or(0, |s| ((s * sr as f64) as usize).saturating_sub(tone)),
+            rhythm::Placement::At(s) => (s * sr as f64) as usize,
+        };
+        (style, at)
+    });
+    let blocks: Vec<(usize, Vec<Vec<f32>>)> =
+        inserts.iter().map(|(at, b, _)| (*at, b.clone())).collect();
+    let marker = StreamMarker::new(
+        sr,
+        nch,
+        &StreamLayers {
+            watermark: layers.watermark,
+            rhythm: mixed,
+            inserts: &blocks,
+        },
+    );
+    let tmp = aigc_meta::temp_beside(output)?;
+    let (written, stream) = stream_through(&mut *reader, marker, &src, tmp.path()).map_err(fail)?;
+    let len = stream.samples;
+    // Where each insert landed in the output: its place in the input, plus all put in before.
     let mut report = SoundReport {
         format: Some(format),
-        sample_rate: audio.sample_rate,
-        channels: audio.channels.len(),
-        damaged_packets: audio.damaged_packets,
-        seconds: audio.seconds(),
+        codec: written.codec,
+        sample_rate: sr,
+        channels: nch,
+        damaged_packets: reader.damaged_packets(),
+        seconds: len as f64 / sr as f64,
+        watermark: stream
+            .watermark
+            .zip(layers.watermark)
+            .map(|(e, (_, p))| (p, e)),
+        limiter_db: stream.limiter_db,
         ..SoundReport::default()
     };
-    // The watermark first: it modulates what it finds, and the tone must stay a clean tone.
-    if let Some((key, payload)) = layers.watermark {
-        report.watermark = watermark::embed(&mut audio.channels, audio.sample_rate, key, payload)
-            .map(|e| (payload, e));
-    }
-    if let Some((voice, at)) = layers.voice {
-        report.voice_at = Some(rhythm::insert_voice(&mut audio, voice, at));
-    }
-    if let Some(style) = layers.rhythm {
-        let before = audio.seconds();
-        let at = rhythm::apply(&mut audio, style);
-        // A rhythm label inserted at the start moves a voice prompt there along.
-        if let (Some(v), rhythm::Placement::Start, true) =
-            (&mut report.voice_at, style.placement, style.insert)
-        {
-            *v += audio.seconds() - before;
+    let mut before = 0;
+    for (at, block, what) in &inserts {
+        let start = (*at).min(len) + before;
+        match what {
+            Inserted::Rhythm(lead) => report.rhythm_at = Some((start + lead) as f64 / sr as f64),
+            Inserted::Voice(lead) => report.voice_at = Some((start + lead) as f64 / sr as f64),
         }
-        report.rhythm_at = Some(at);
+        before += block[0].len();
     }
-    report.limiter_db = limit(&mut audio);
-    let tmp = aigc_meta::temp_beside(output)?;
-    report.codec = transcode::encode(&audio, &src, tmp.path()).map_err(fail)?;
-    let mut encoded = std::fs::read(tmp.path())?;
-    drop(tmp);
+    if let (Some((_, at)), Some(t)) = (mixed, stream.rhythm_at) {
+        let shift: usize = inserts
+            .iter()
+            .filter(|(pos, ..)| *pos <= at)
+            .map(|(_, b, _)| b[0].len())
+            .sum();
+        report.rhythm_at = Some(t + shift as f64 / sr as f64);
+    }
     if format == Format::Flac {
-        set_flac_total_samples(&mut encoded, audio.len() as u64);
+        set_flac_total_samples(tmp.path(), written.samples as u64)?;
     }
-    write_encoded(&encoded, format, input, output, label, opts)?;
+    aigc_meta::write_file_like(tmp.path(), input, output, label, opts)?;
     Ok(Some(report))
+}
+
+/// What goes into the sound besides it, and where its own start lies in its block.
+enum Inserted {
+    Rhythm(usize),
+    Voice(usize),
+}
+
+/// What [`stream_through`] wrote.
+struct Written {
+    codec: String,
+    /// Samples per channel in the output.
+    samples: usize,
+}
+
+/// Decodes, marks and encodes chunk by chunk into `out`: the sound is never held whole.
+fn stream_through(
+    reader: &mut dyn ChunkReader,
+    mut marker: StreamMarker,
+    src: &transcode::Source,
+    out: &Path,
+) -> Result<(Written, StreamReport), String> {
+    let (sr, nch) = (reader.sample_rate(), reader.channels());
+    let mut file = transcode::AudioFile::create(src, out, sr, nch)?;
+    let mut samples = 0;
+    let mut failed = None;
+    let mut write = |marked: &[Vec<f32>]| {
+        if failed.is_none() {
+            samples += marked.first().map_or(0, Vec::len);
+            let chans: Vec<&[f32]> = marked.iter().map(Vec::as_slice).collect();
+            failed = file.push(&chans).err();
+        }
+    };
+    let mut chunk = vec![Vec::new(); nch];
+    while reader.next_chunk(&mut chunk)? {
+        let chans: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
+        marker.push(&chans, &mut write);
+    }
+    let report = marker.finish(&mut write);
+    if report.samples == 0 {
+        return Err("the audio track holds no samples".into());
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let codec = file.finish()?;
+    Ok((Written { codec, samples }, report))
 }
 
 /// Writes the sample count into a FLAC file's STREAMINFO (the muxer leaves it 0, "unknown",
 /// when the encoder's closing update is not passed on), so players show the duration.
-fn set_flac_total_samples(flac: &mut [u8], total: u64) {
+fn set_flac_total_samples(path: &Path, total: u64) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
     // "fLaC", the block header, then STREAMINFO: 10 bytes of block and frame sizes, 20 bits
     // of rate, 3 of channels, 5 of depth, and 36 bits of total samples from bit 4 of byte 21.
-    if flac.len() < 26 || &flac[..4] != b"fLaC" || flac[4] & 0x7f != 0 || total >= 1 << 36 {
-        return;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let mut head = [0u8; 26];
+    if f.read_exact(&mut head).is_err() || &head[..4] != b"fLaC" || head[4] & 0x7f != 0 {
+        return Ok(());
     }
-    flac[21] = (flac[21] & 0xf0) | ((total >> 32) as u8 & 0x0f);
-    flac[22..26].copy_from_slice(&(total as u32).to_be_bytes());
+    if total >= 1 << 36 {
+        return Ok(());
+    }
+    head[21] = (head[21] & 0xf0) | ((total >> 32) as u8 & 0x0f);
+    head[22..26].copy_from_slice(&(total as u32).to_be_bytes());
+    f.seek(SeekFrom::Start(21))?;
+    f.write_all(&head[21..26])
 }
 
 /// Lowers the gain smoothly where a peak would pass full scale (see [`Limiter`]), so nothing

@@ -84,11 +84,21 @@ pub fn tone(style: &RhythmStyle, sample_rate: u32) -> Vec<f32> {
     out
 }
 
+/// The tone as inserted: with a pause of three dots before and after. Returns the block and
+/// where in it the tone starts.
+pub fn inserted_tone(style: &RhythmStyle, sample_rate: u32) -> (Vec<f32>, usize) {
+    let dot = (style.dot_ms as f64 / 1000.0 * sample_rate as f64).round() as usize;
+    let pad = dot * PAD_DOTS as usize;
+    let mut block = vec![0f32; pad];
+    block.extend_from_slice(&tone(style, sample_rate));
+    block.extend(std::iter::repeat_n(0.0, pad));
+    (block, pad)
+}
+
 /// Adds the rhythm label to `pcm` (every channel). Returns where the tone starts, in seconds.
 pub fn apply(pcm: &mut Pcm, style: &RhythmStyle) -> f64 {
     let sr = pcm.sample_rate;
     let t = tone(style, sr);
-    let dot = (style.dot_ms as f64 / 1000.0 * sr as f64).round() as usize;
     let len = pcm.len();
     let at = match style.placement {
         Placement::Start => 0,
@@ -96,14 +106,11 @@ pub fn apply(pcm: &mut Pcm, style: &RhythmStyle) -> f64 {
         Placement::At(s) => ((s * sr as f64) as usize).min(len),
     };
     if style.insert {
-        let pad = dot * PAD_DOTS as usize;
-        let mut block = vec![0f32; pad];
-        block.extend_from_slice(&t);
-        block.extend(std::iter::repeat_n(0.0, pad));
+        let (block, lead) = inserted_tone(style, sr);
         for c in &mut pcm.channels {
             c.splice(at..at, block.iter().copied());
         }
-        (at + pad) as f64 / sr as f64
+        (at + lead) as f64 / sr as f64
     } else {
         // Mixed over what is there (the sound ducked beneath it); at the end, over the last
         // stretch of the audio.
@@ -188,38 +195,53 @@ pub enum VoiceAt {
 /// mix when the audio is mono). Returns where it starts, in seconds.
 pub fn insert_voice(pcm: &mut Pcm, voice: &Pcm, at: VoiceAt) -> f64 {
     let sr = pcm.sample_rate;
-    let mono = voice.mono();
-    let chans: Vec<Vec<f32>> = (0..pcm.channels.len())
-        .map(|c| {
-            let src = if voice.channels.len() == 1 || pcm.channels.len() == 1 {
-                &mono
-            } else {
-                &voice.channels[c.min(voice.channels.len() - 1)]
-            };
-            resample_sinc(src, voice.sample_rate, sr)
-        })
-        .collect();
-    let pause = (0.3 * sr as f64) as usize;
     let len = pcm.len();
-    for (c, v) in pcm.channels.iter_mut().zip(&chans) {
-        let mut block: Vec<f32> = Vec::with_capacity(v.len() + pause);
+    let (block, lead) = voice_block(voice, sr, pcm.channels.len(), at);
+    for (c, b) in pcm.channels.iter_mut().zip(block) {
         match at {
             VoiceAt::Start => {
-                block.extend_from_slice(v);
-                block.extend(std::iter::repeat_n(0.0, pause));
-                c.splice(0..0, block);
+                c.splice(0..0, b);
             }
-            VoiceAt::End => {
-                block.extend(std::iter::repeat_n(0.0, pause));
-                block.extend_from_slice(v);
-                c.extend(block);
-            }
+            VoiceAt::End => c.extend(b),
         }
     }
     match at {
         VoiceAt::Start => 0.0,
-        VoiceAt::End => (len + pause) as f64 / sr as f64,
+        VoiceAt::End => (len + lead) as f64 / sr as f64,
     }
+}
+
+/// The voice prompt as inserted at `at` into sound of `channels` at `sample_rate`: resampled,
+/// spread over the channels, with a 0.3 s pause after it (at the start) or before it (at the
+/// end). Returns the block (planar) and where in it the voice starts.
+pub fn voice_block(
+    voice: &Pcm,
+    sample_rate: u32,
+    channels: usize,
+    at: VoiceAt,
+) -> (Vec<Vec<f32>>, usize) {
+    let mono = voice.mono();
+    let pause = (0.3 * sample_rate as f64) as usize;
+    let block = (0..channels)
+        .map(|c| {
+            let src = if voice.channels.len() == 1 || channels == 1 {
+                &mono
+            } else {
+                &voice.channels[c.min(voice.channels.len() - 1)]
+            };
+            let v = resample_sinc(src, voice.sample_rate, sample_rate);
+            let mut b = Vec::with_capacity(v.len() + pause);
+            if at == VoiceAt::End {
+                b.extend(std::iter::repeat_n(0.0, pause));
+            }
+            b.extend_from_slice(&v);
+            if at == VoiceAt::Start {
+                b.extend(std::iter::repeat_n(0.0, pause));
+            }
+            b
+        })
+        .collect();
+    (block, if at == VoiceAt::End { pause } else { 0 })
 }
 
 /// Band-limited resampling from `from` Hz to `to` Hz: a Hann-windowed sinc, 16 zero crossings

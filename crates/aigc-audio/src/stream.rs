@@ -130,6 +130,10 @@ pub struct StreamLayers<'a> {
     pub watermark: Option<(&'a Key, Payload)>,
     /// The rhythm label's tone (mixed; `insert` is ignored) and the sample where it starts.
     pub rhythm: Option<(&'a RhythmStyle, usize)>,
+    /// Blocks of sound (planar, the marker's channel count) put in before input sample `at`
+    /// (`usize::MAX`: after the end), in order: an inserted rhythm label or voice prompt. They
+    /// get no watermark and move what follows; the limiter sees them.
+    pub inserts: &'a [(usize, Vec<Vec<f32>>)],
 }
 
 /// What a [`StreamMarker`] did, once finished.
@@ -175,6 +179,7 @@ pub struct StreamMarker {
     tone: Vec<f32>,
     tone_at: usize,
     duck: Option<Duck>,
+    inserts: Vec<(usize, Vec<Vec<f32>>)>,
     limiter: Limiter,
     scratch: Vec<Vec<f32>>,
 }
@@ -212,6 +217,7 @@ impl StreamMarker {
             tone,
             tone_at,
             duck,
+            inserts: layers.inserts.iter().rev().cloned().collect(),
             limiter: Limiter::new(sample_rate, channels),
             scratch: vec![Vec::new(); channels],
         }
@@ -230,6 +236,11 @@ impl StreamMarker {
     /// Hands out the rest and reports.
     pub fn finish(mut self, out: &mut dyn FnMut(&[Vec<f32>])) -> StreamReport {
         self.advance(true, out);
+        // What goes after the end (or past it).
+        while let Some((_, block)) = self.inserts.pop() {
+            let chans: Vec<&[f32]> = block.iter().map(Vec::as_slice).collect();
+            self.limiter.push(&chans, out);
+        }
         self.limiter.finish(out);
         let watermark = self.wm.as_ref().and_then(|w| {
             let known: Vec<f32> = w.strengths.iter().flatten().copied().collect();
@@ -406,8 +417,22 @@ impl StreamMarker {
             h.drain(..len);
         }
         self.base = upto;
-        let chunk: Vec<&[f32]> = self.scratch.iter().map(Vec::as_slice).collect();
-        self.limiter.push(&chunk, out);
+        // Into the limiter, with the inserts that fall in this stretch put in their places.
+        let mut from = 0;
+        while let Some((at, _)) = self.inserts.last() {
+            if *at >= upto {
+                break;
+            }
+            let to = at.saturating_sub(base).max(from);
+            let part: Vec<&[f32]> = self.scratch.iter().map(|c| &c[from..to]).collect();
+            self.limiter.push(&part, out);
+            let (_, block) = self.inserts.pop().expect("looked at");
+            let chans: Vec<&[f32]> = block.iter().map(Vec::as_slice).collect();
+            self.limiter.push(&chans, out);
+            from = to;
+        }
+        let part: Vec<&[f32]> = self.scratch.iter().map(|c| &c[from..]).collect();
+        self.limiter.push(&part, out);
     }
 }
 
@@ -463,6 +488,7 @@ mod tests {
         let layers = StreamLayers {
             watermark: Some((&key, payload)),
             rhythm: None,
+            inserts: &[],
         };
         let (out, r) = stream(&x, sr, &layers);
         assert_eq!(out[0].len(), x.len());
@@ -512,6 +538,7 @@ mod tests {
         let layers = StreamLayers {
             watermark: None,
             rhythm: Some((&style, at)),
+            inserts: &[],
         };
         let (out, r) = stream(&x, sr, &layers);
         assert_eq!(out[0].len(), x.len(), "the length is kept");

@@ -3,6 +3,7 @@
 //! container, codec, sample rate, channels, sample format and bitrate class, with the input's
 //! tags.
 
+use crate::pcm::ChunkReader;
 use crate::Pcm;
 use ffmpeg_next as ff;
 use std::path::Path;
@@ -30,6 +31,8 @@ pub struct Source {
     pub bit_rate: usize,
     /// The file has a video stream (cover art does not count).
     pub has_video: bool,
+    /// The audio stream's stated length, seconds, when the file says.
+    pub seconds: Option<f64>,
     /// Container-level and stream-level tags, the AIGC label left out.
     pub container_tags: Vec<(String, String)>,
     pub stream_tags: Vec<(String, String)>,
@@ -69,6 +72,15 @@ pub fn probe(path: &Path) -> Result<Option<Source>, String> {
                     .disposition()
                     .contains(ff::format::stream::Disposition::ATTACHED_PIC)
         }),
+        seconds: {
+            let tb = stream.time_base();
+            if stream.duration() > 0 && tb.denominator() > 0 {
+                Some(stream.duration() as f64 * tb.numerator() as f64 / tb.denominator() as f64)
+            } else {
+                (ictx.duration() > 0)
+                    .then(|| ictx.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE))
+            }
+        },
         container_tags: tags(ictx.metadata()),
         stream_tags: tags(stream.metadata()),
     }))
@@ -82,52 +94,114 @@ pub fn decode(path: &Path) -> Result<Pcm, String> {
 /// Decodes the main audio stream's opening `seconds` (all of it for `None`): the sound of
 /// any file FFmpeg reads, a video's included.
 pub fn decode_opening(path: &Path, seconds: Option<f64>) -> Result<Pcm, String> {
-    init();
-    let mut ictx = ff::format::input(path).map_err(|e| format!("FFmpeg cannot open it: {e}"))?;
-    let stream = ictx
-        .streams()
-        .best(ff::media::Type::Audio)
-        .ok_or("no audio stream")?;
-    let index = stream.index();
-    let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
-        .map_err(|e| e.to_string())?;
-    let mut dec = ctx
-        .decoder()
-        .audio()
-        .map_err(|e| format!("cannot decode the audio: {e}"))?;
+    let mut reader = FfmpegReader::open(path)?;
     let mut pcm = Pcm {
-        sample_rate: dec.rate(),
-        channels: vec![Vec::new(); dec.channels().max(1) as usize],
+        sample_rate: reader.sample_rate(),
+        channels: vec![Vec::new(); reader.channels()],
         damaged_packets: 0,
     };
-    let mut frame = ff::frame::Audio::empty();
-    let mut take = |dec: &mut ff::decoder::Audio, pcm: &mut Pcm| -> Result<(), String> {
-        while dec.receive_frame(&mut frame).is_ok() {
-            append_frame(&frame, &mut pcm.channels)?;
-        }
-        Ok(())
-    };
-    let limit = seconds.map(|s| (s * dec.rate() as f64) as usize);
-    for (s, packet) in ictx.packets() {
-        if s.index() != index {
-            continue;
-        }
-        if limit.is_some_and(|l| pcm.len() >= l) {
-            break;
-        }
-        // A damaged packet is skipped, as players do, and counted for the report.
-        if dec.send_packet(&packet).is_ok() {
-            take(&mut dec, &mut pcm)?;
-        } else {
-            pcm.damaged_packets += 1;
+    let limit = seconds.map(|s| (s * pcm.sample_rate as f64) as usize);
+    let mut chunk = vec![Vec::new(); reader.channels()];
+    while limit.is_none_or(|l| pcm.len() < l) && reader.next_chunk(&mut chunk)? {
+        for (c, part) in pcm.channels.iter_mut().zip(&chunk) {
+            c.extend_from_slice(part);
         }
     }
-    let _ = dec.send_eof();
-    take(&mut dec, &mut pcm)?;
+    pcm.damaged_packets = reader.damaged_packets();
     if pcm.is_empty() {
         return Err("the audio stream holds no samples".into());
     }
     Ok(pcm)
+}
+
+/// FFmpeg's decoder over a file's main audio stream, a frame at a time.
+pub struct FfmpegReader {
+    ictx: ff::format::context::Input,
+    decoder: ff::decoder::Audio,
+    index: usize,
+    frame: ff::frame::Audio,
+    channels: usize,
+    ended: bool,
+    damaged: usize,
+}
+
+impl FfmpegReader {
+    pub fn open(path: &Path) -> Result<FfmpegReader, String> {
+        init();
+        let ictx = ff::format::input(path).map_err(|e| format!("FFmpeg cannot open it: {e}"))?;
+        let stream = ictx
+            .streams()
+            .best(ff::media::Type::Audio)
+            .ok_or("no audio stream")?;
+        let index = stream.index();
+        let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
+            .map_err(|e| e.to_string())?;
+        let decoder = ctx
+            .decoder()
+            .audio()
+            .map_err(|e| format!("cannot decode the audio: {e}"))?;
+        if decoder.rate() == 0 {
+            return Err("the audio stream has no sample rate".into());
+        }
+        let channels = decoder.channels().max(1) as usize;
+        Ok(FfmpegReader {
+            ictx,
+            decoder,
+            index,
+            frame: ff::frame::Audio::empty(),
+            channels,
+            ended: false,
+            damaged: 0,
+        })
+    }
+}
+
+impl crate::pcm::ChunkReader for FfmpegReader {
+    fn sample_rate(&self) -> u32 {
+        self.decoder.rate()
+    }
+
+    fn channels(&self) -> usize {
+        self.channels
+    }
+
+    fn next_chunk(&mut self, chunk: &mut [Vec<f32>]) -> Result<bool, String> {
+        loop {
+            if self.decoder.receive_frame(&mut self.frame).is_ok() {
+                for c in chunk.iter_mut() {
+                    c.clear();
+                }
+                append_frame(&self.frame, chunk)?;
+                return Ok(true);
+            }
+            if self.ended {
+                return Ok(false);
+            }
+            let mut next = None;
+            for (s, packet) in self.ictx.packets() {
+                if s.index() == self.index {
+                    next = Some(packet);
+                    break;
+                }
+            }
+            match next {
+                // A damaged packet is skipped, as players do, and counted for the report.
+                Some(packet) => {
+                    if self.decoder.send_packet(&packet).is_err() {
+                        self.damaged += 1;
+                    }
+                }
+                None => {
+                    let _ = self.decoder.send_eof();
+                    self.ended = true;
+                }
+            }
+        }
+    }
+
+    fn damaged_packets(&self) -> usize {
+        self.damaged
+    }
 }
 
 /// Appends a decoded frame's samples, as f32 in [-1, 1], to `channels` (one vector per channel).
@@ -267,53 +341,98 @@ fn sample_format(
 /// Encodes `pcm` into `out` as the same kind of file as `src` (container, codec, rate,
 /// channels, bitrate, tags). Samples must already lie in [-1, 1].
 pub fn encode(pcm: &Pcm, src: &Source, out: &Path) -> Result<String, String> {
-    init();
-    let (encoder_name, muxer) = choose(src)?;
-    let mut octx =
-        ff::format::output_as(out, muxer).map_err(|e| format!("cannot create the output: {e}"))?;
-    let global_header = octx
-        .format()
-        .flags()
-        .contains(ff::format::Flags::GLOBAL_HEADER);
-    let nch = pcm.channels.len();
-    let mut enc = AudioEncoder::open(
-        encoder_name,
-        pcm.sample_rate,
-        ff::ChannelLayout::default(nch as i32),
-        src.sample_format,
-        lossy_bit_rate(src.codec, src.bit_rate, src.channels),
-        global_header,
-    )?;
-    let mut ost = octx.add_stream(enc.codec()).map_err(|e| e.to_string())?;
-    ost.set_parameters(enc.context());
-    ost.set_time_base(enc.time_base());
-    let mut stream_tags = ff::Dictionary::new();
-    for (k, v) in &src.stream_tags {
-        stream_tags.set(k, v);
+    let mut file = AudioFile::create(src, out, pcm.sample_rate, pcm.channels.len())?;
+    file.push(&pcm.slices())?;
+    file.finish()
+}
+
+/// An audio file being written: the same kind of file as a source (container, codec, rate,
+/// channels, bitrate, tags), fed planar chunks of any length.
+pub struct AudioFile {
+    octx: ff::format::context::Output,
+    enc: AudioEncoder,
+    ost_tb: ff::Rational,
+    encoder_name: &'static str,
+}
+
+impl AudioFile {
+    pub fn create(
+        src: &Source,
+        out: &Path,
+        sample_rate: u32,
+        channels: usize,
+    ) -> Result<AudioFile, String> {
+        init();
+        let (encoder_name, muxer) = choose(src)?;
+        let mut octx = ff::format::output_as(out, muxer)
+            .map_err(|e| format!("cannot create the output: {e}"))?;
+        let global_header = octx
+            .format()
+            .flags()
+            .contains(ff::format::Flags::GLOBAL_HEADER);
+        let enc = AudioEncoder::open(
+            encoder_name,
+            sample_rate,
+            ff::ChannelLayout::default(channels as i32),
+            src.sample_format,
+            lossy_bit_rate(src.codec, src.bit_rate, src.channels),
+            global_header,
+        )?;
+        let mut ost = octx.add_stream(enc.codec()).map_err(|e| e.to_string())?;
+        ost.set_parameters(enc.context());
+        ost.set_time_base(enc.time_base());
+        let mut stream_tags = ff::Dictionary::new();
+        for (k, v) in &src.stream_tags {
+            stream_tags.set(k, v);
+        }
+        ost.set_metadata(stream_tags);
+        let mut container_tags = ff::Dictionary::new();
+        for (k, v) in &src.container_tags {
+            container_tags.set(k, v);
+        }
+        octx.set_metadata(container_tags);
+        octx.write_header()
+            .map_err(|e| format!("cannot write the header: {e}"))?;
+        let ost_tb = octx.stream(0).expect("one stream").time_base();
+        Ok(AudioFile {
+            octx,
+            enc,
+            ost_tb,
+            encoder_name,
+        })
     }
-    ost.set_metadata(stream_tags);
-    let mut container_tags = ff::Dictionary::new();
-    for (k, v) in &src.container_tags {
-        container_tags.set(k, v);
+
+    /// Encodes and writes a planar chunk (samples in [-1, 1]).
+    pub fn push(&mut self, chunk: &[&[f32]]) -> Result<(), String> {
+        let (octx, enc_tb, ost_tb) = (&mut self.octx, self.enc.time_base(), self.ost_tb);
+        self.enc.push(chunk, &mut |packet| {
+            write_packet(octx, packet, enc_tb, ost_tb)
+        })
     }
-    octx.set_metadata(container_tags);
-    octx.write_header()
-        .map_err(|e| format!("cannot write the header: {e}"))?;
-    let ost_tb = octx.stream(0).expect("one stream").time_base();
-    let enc_tb = enc.time_base();
-    let mut write = |packet: &mut ff::Packet| -> Result<(), String> {
-        packet.set_stream(0);
-        packet.rescale_ts(enc_tb, ost_tb);
-        packet
-            .write_interleaved(&mut octx)
-            .map_err(|e| format!("cannot write a packet: {e}"))
-    };
-    let chans: Vec<&[f32]> = pcm.channels.iter().map(Vec::as_slice).collect();
-    enc.push(&chans, &mut write)?;
-    enc.finish(&mut write)?;
-    octx.write_trailer()
-        .map_err(|e| format!("cannot finish the file: {e}"))?;
-    Ok(encoder_name.to_string())
+
+    /// Drains the encoder and finishes the file; returns the encoder's name.
+    pub fn finish(mut self) -> Result<String, String> {
+        let (octx, enc_tb, ost_tb) = (&mut self.octx, self.enc.time_base(), self.ost_tb);
+        self.enc
+            .finish(&mut |packet| write_packet(octx, packet, enc_tb, ost_tb))?;
+        self.octx
+            .write_trailer()
+            .map_err(|e| format!("cannot finish the file: {e}"))?;
+        Ok(self.encoder_name.to_string())
+    }
+}
+
+fn write_packet(
+    octx: &mut ff::format::context::Output,
+    packet: &mut ff::Packet,
+    from: ff::Rational,
+    to: ff::Rational,
+) -> Result<(), String> {
+    packet.set_stream(0);
+    packet.rescale_ts(from, to);
+    packet
+        .write_interleaved(octx)
+        .map_err(|e| format!("cannot write a packet: {e}"))
 }
 
 /// An FFmpeg audio encoder fed planar f32 chunks of any length: it cuts them into the

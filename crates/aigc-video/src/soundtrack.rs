@@ -85,6 +85,7 @@ impl Soundtrack {
             &StreamLayers {
                 watermark: layers.watermark,
                 rhythm: tone_at,
+                inserts: &[],
             },
         );
         Ok(Some(Soundtrack {
