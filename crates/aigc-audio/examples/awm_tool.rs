@@ -1,6 +1,7 @@
 //! The audio watermark without the container work, for the evaluation harness
 //! (`benches/audio_eval.py`): times exclude decoding and encoding.
-//!   awm_tool embed IN OUT.wav       marks IN (any format symphonia reads) into a float WAV
+//!   awm_tool embed IN OUT.wav       marks IN (any format symphonia reads) into a float WAV, as
+//!                                   `mark` does (the streaming marker, limiter included)
 //!   awm_tool detect FILE...         one JSON line per file
 //!   awm_tool fp-trials N FILE...    N random keys per file; prints the detections
 //! The key is the public key unless AIGC_WM_KEY holds 64 hex digits.
@@ -52,7 +53,34 @@ fn main() {
                 Some(snr) => {
                     watermark::embed_at(&mut a.channels, a.sample_rate, &key(), payload, snr)
                 }
-                None => watermark::embed(&mut a.channels, a.sample_rate, &key(), payload),
+                // What `mark` does: the streaming marker (strength per block, limiter).
+                None => {
+                    let k = key();
+                    let layers = aigc_audio::stream::StreamLayers {
+                        watermark: Some((&k, payload)),
+                        rhythm: None,
+                        inserts: &[],
+                    };
+                    let mut m = aigc_audio::stream::StreamMarker::new(
+                        a.sample_rate,
+                        a.channels.len(),
+                        &layers,
+                    );
+                    let mut out: Vec<Vec<f32>> = vec![Vec::new(); a.channels.len()];
+                    let mut take = |c: &[Vec<f32>]| {
+                        for (o, c) in out.iter_mut().zip(c) {
+                            o.extend_from_slice(c);
+                        }
+                    };
+                    for from in (0..a.len()).step_by(4096) {
+                        let to = (from + 4096).min(a.len());
+                        let chunk: Vec<&[f32]> = a.channels.iter().map(|c| &c[from..to]).collect();
+                        m.push(&chunk, &mut take);
+                    }
+                    let r = m.finish(&mut take);
+                    a.channels = out;
+                    r.watermark
+                }
             };
             let secs = t.elapsed().as_secs_f64();
             let (mut sig, mut err) = (0f64, 0f64);
