@@ -486,8 +486,8 @@ fn label_span_options_and_bad_input() {
     assert_eq!(std::fs::read(&bad).unwrap(), bytes[..bytes.len() / 3]);
 }
 
-/// Frame `n`'s luma as ffmpeg shows it (turned by the display matrix), with its size.
-fn shown_frame(path: &Path, n: usize) -> (Vec<u8>, usize, usize) {
+/// The first video stream's size and side data, as ffprobe reads them.
+fn video_stream(path: &Path) -> Value {
     let o = tool(
         "ffprobe",
         &[
@@ -503,7 +503,16 @@ fn shown_frame(path: &Path, n: usize) -> (Vec<u8>, usize, usize) {
         ],
     );
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let s = &v["streams"][0];
+    v["streams"][0].clone()
+}
+
+fn rotation_of(path: &Path) -> Value {
+    video_stream(path)["side_data_list"][0]["rotation"].clone()
+}
+
+/// Frame `n`'s luma as ffmpeg shows it (turned by the display matrix), with its size.
+fn shown_frame(path: &Path, n: usize) -> (Vec<u8>, usize, usize) {
+    let s = video_stream(path);
     let (w, h) = (s["width"].as_u64().unwrap(), s["height"].as_u64().unwrap());
     let turned = s["side_data_list"][0]["rotation"].as_i64().unwrap_or(0) % 180 != 0;
     let (w, h) = if turned { (h, w) } else { (w, h) };
@@ -528,25 +537,6 @@ fn shown_frame(path: &Path, n: usize) -> (Vec<u8>, usize, usize) {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(o.stdout.len(), (w * h) as usize);
     (o.stdout, w as usize, h as usize)
-}
-
-fn rotation_of(path: &Path) -> Value {
-    let o = tool(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream_side_data=rotation",
-            "-of",
-            "json",
-            path.to_str().unwrap(),
-        ],
-    );
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["streams"][0]["side_data_list"][0]["rotation"].clone()
 }
 
 #[test]

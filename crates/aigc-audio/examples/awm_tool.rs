@@ -67,7 +67,7 @@ fn main() {
                         &layers,
                     );
                     let mut out: Vec<Vec<f32>> = vec![Vec::new(); a.channels.len()];
-                    let mut take = |c: &[Vec<f32>]| {
+                    let mut take = |c: &[&[f32]]| {
                         for (o, c) in out.iter_mut().zip(c) {
                             o.extend_from_slice(c);
                         }

@@ -4,7 +4,7 @@
 
 use crate::pcm::ChunkReader;
 use crate::rhythm::{self, RhythmFound, RhythmStyle};
-use crate::stream::{Limiter, StreamLayers, StreamMarker, StreamReport};
+use crate::stream::{StreamLayers, StreamMarker, StreamReport};
 use crate::watermark::{self, Embedded, Payload, WatermarkFound};
 use crate::{pcm, transcode, Pcm};
 use aigc_core::Label;
@@ -233,11 +233,10 @@ fn stream_through(
     let mut file = transcode::AudioFile::create(src, out, sr, nch)?;
     let mut samples = 0;
     let mut failed = None;
-    let mut write = |marked: &[Vec<f32>]| {
+    let mut write = |marked: &[&[f32]]| {
         if failed.is_none() {
-            samples += marked.first().map_or(0, Vec::len);
-            let chans: Vec<&[f32]> = marked.iter().map(Vec::as_slice).collect();
-            failed = file.push(&chans).err();
+            samples += marked.first().map_or(0, |c| c.len());
+            failed = file.push(marked).err();
         }
     };
     let mut chunk = vec![Vec::new(); nch];
@@ -277,30 +276,6 @@ fn set_flac_total_samples(path: &Path, total: u64) -> std::io::Result<()> {
     head[22..26].copy_from_slice(&(total as u32).to_be_bytes());
     f.seek(SeekFrom::Start(21))?;
     f.write_all(&head[21..26])
-}
-
-/// Lowers the gain smoothly where a peak would pass full scale (see [`Limiter`]), so nothing
-/// wraps or clips. Returns the largest reduction, dB.
-pub fn limit(pcm: &mut Pcm) -> f32 {
-    let mut limiter = Limiter::new(pcm.sample_rate, pcm.channels.len());
-    let input = std::mem::take(&mut pcm.channels);
-    let mut out: Vec<Vec<f32>> = input.iter().map(|c| Vec::with_capacity(c.len())).collect();
-    let mut take = |chunk: &[Vec<f32>]| {
-        for (o, c) in out.iter_mut().zip(chunk) {
-            o.extend_from_slice(c);
-        }
-    };
-    // In pieces, so the limiter holds little more than its look-ahead.
-    let len = input.first().map_or(0, Vec::len);
-    for from in (0..len).step_by(1 << 16) {
-        let to = (from + (1 << 16)).min(len);
-        let piece: Vec<&[f32]> = input.iter().map(|c| &c[from..to]).collect();
-        limiter.push(&piece, &mut take);
-    }
-    drop(input);
-    limiter.finish(&mut take);
-    pcm.channels = out;
-    limiter.reduction_db()
 }
 
 /// What `verify` found in an audio file's sound.

@@ -114,6 +114,20 @@ pub fn decode_opening(path: &Path, seconds: Option<f64>) -> Result<Pcm, String> 
     Ok(pcm)
 }
 
+/// Opens the decoder of an audio stream; refuses one without a sample rate.
+pub fn audio_decoder(stream: &ff::format::stream::Stream) -> Result<ff::decoder::Audio, String> {
+    let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
+        .map_err(|e| e.to_string())?;
+    let decoder = ctx
+        .decoder()
+        .audio()
+        .map_err(|e| format!("cannot decode the audio: {e}"))?;
+    if decoder.rate() == 0 {
+        return Err("the audio stream has no sample rate".into());
+    }
+    Ok(decoder)
+}
+
 /// FFmpeg's decoder over a file's main audio stream, a frame at a time.
 pub struct FfmpegReader {
     ictx: ff::format::context::Input,
@@ -134,15 +148,7 @@ impl FfmpegReader {
             .best(ff::media::Type::Audio)
             .ok_or("no audio stream")?;
         let index = stream.index();
-        let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
-            .map_err(|e| e.to_string())?;
-        let decoder = ctx
-            .decoder()
-            .audio()
-            .map_err(|e| format!("cannot decode the audio: {e}"))?;
-        if decoder.rate() == 0 {
-            return Err("the audio stream has no sample rate".into());
-        }
+        let decoder = audio_decoder(&stream)?;
         let channels = decoder.channels().max(1) as usize;
         Ok(FfmpegReader {
             ictx,

@@ -45,17 +45,9 @@ impl Soundtrack {
         let Some(encoder_name) = transcode::encoder_for(ist.parameters().id()) else {
             return Ok(None);
         };
-        let ctx = ff::codec::context::Context::from_parameters(ist.parameters())
-            .map_err(|e| e.to_string())?;
-        let decoder = ctx
-            .decoder()
-            .audio()
-            .map_err(|e| format!("no decoder for its audio: {e}"))?;
+        let decoder = transcode::audio_decoder(&ist)?;
         let rate = decoder.rate();
         let channels = decoder.channels().max(1) as usize;
-        if rate == 0 {
-            return Err("its audio stream has no sample rate".into());
-        }
         let layout = match decoder.channel_layout() {
             l if l.channels() as usize == channels => l,
             _ => ff::ChannelLayout::default(channels as i32),
@@ -128,8 +120,7 @@ impl Soundtrack {
         let mut failed = None;
         let r = marker.finish(&mut |marked| {
             if failed.is_none() {
-                let chans: Vec<&[f32]> = marked.iter().map(Vec::as_slice).collect();
-                failed = encoder.push(&chans, send).err();
+                failed = encoder.push(marked, send).err();
             }
         });
         if let Some(e) = failed {
@@ -176,8 +167,7 @@ impl Soundtrack {
                 .expect("not finished")
                 .push(&chans, &mut |marked| {
                     if failed.is_none() {
-                        let m: Vec<&[f32]> = marked.iter().map(Vec::as_slice).collect();
-                        failed = encoder.push(&m, send).err();
+                        failed = encoder.push(marked, send).err();
                     }
                 });
             if let Some(e) = failed {
