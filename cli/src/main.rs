@@ -163,10 +163,11 @@ fn write_one(
             for part in sound_parts(&r) {
                 text.push_str(&format!(", {part}"));
             }
+            let sound = sound_json(&r);
             text.push(')');
             Outcome::Done {
                 text,
-                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format, "codec": r.codec, "sample_rate": r.sample_rate, "channels": r.channels, "label": label, "rhythm": sound_json(&r)["rhythm"], "voice_prompt": r.voice_at.map(|at| json!({"start_seconds": at})), "watermark": sound_json(&r)["watermark"], "limiter_db": r.limiter_db, "damaged_packets": r.damaged_packets, "seconds": r.seconds, "watermark_readable": r.seconds >= aigc_audio::watermark::MIN_SECONDS}),
+                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": format, "codec": r.codec, "sample_rate": r.sample_rate, "channels": r.channels, "label": label, "rhythm": sound["rhythm"], "voice_prompt": r.voice_at.map(|at| json!({"start_seconds": at})), "watermark": sound["watermark"], "limiter_db": r.limiter_db, "damaged_packets": r.damaged_packets, "seconds": r.seconds, "watermark_readable": r.seconds >= aigc_audio::watermark::MIN_SECONDS}),
                 ok: true,
             }
         }
@@ -780,13 +781,14 @@ fn verify_sound(
     for f in &verdict.findings {
         text.push_str(&format!("\n    {f}"));
     }
+    let found = sound_found_json(sound, watermark_checked);
     let json = json!({
         "path": job.input.display().to_string(),
         "format": fs.format.name(),
         "verdict": verdict.verdict,
         "metadata": {"label": verdict.label, "carriers": verdict.carriers, "findings": verdict.findings},
-        "watermark": sound_found_json(sound, watermark_checked)["watermark"],
-        "rhythm": sound_found_json(sound, watermark_checked)["rhythm"],
+        "watermark": found["watermark"],
+        "rhythm": found["rhythm"],
         "seconds": sound.decoded.then_some(sound.seconds),
     });
     Outcome::Done {

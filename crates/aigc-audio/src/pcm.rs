@@ -57,22 +57,26 @@ pub fn mix(channels: &[&[f32]]) -> Vec<f32> {
 /// Decodes the first audio track of `path`. `Ok(None)` means symphonia has no decoder for the
 /// codec (Opus): the caller falls back to FFmpeg.
 pub fn decode_symphonia(path: &Path) -> Result<Option<Pcm>, String> {
-    decode_symphonia_as(path, false)
+    SymphoniaReader::open(path)?
+        .map(|mut r| read_all(&mut r, None, false))
+        .transpose()
 }
 
-/// [`decode_symphonia`], mixed down to one channel while decoding when `downmix` is set (what
-/// detection needs, in a third of the memory of stereo plus its mix).
-pub fn decode_symphonia_as(path: &Path, downmix: bool) -> Result<Option<Pcm>, String> {
-    let Some(mut reader) = SymphoniaReader::open(path)? else {
-        return Ok(None);
-    };
+/// Everything `reader` hands out (its first `limit` samples per channel at most), mixed down
+/// to one channel while reading when `downmix` is set (what detection needs, in a third of the
+/// memory of stereo plus its mix).
+pub fn read_all(
+    reader: &mut dyn ChunkReader,
+    limit: Option<usize>,
+    downmix: bool,
+) -> Result<Pcm, String> {
     let mut pcm = Pcm {
         sample_rate: reader.sample_rate(),
         channels: vec![Vec::new(); if downmix { 1 } else { reader.channels() }],
         damaged_packets: 0,
     };
     let mut chunk = vec![Vec::new(); reader.channels()];
-    while reader.next_chunk(&mut chunk)? {
+    while limit.is_none_or(|l| pcm.len() < l) && reader.next_chunk(&mut chunk)? {
         if downmix {
             let chans: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
             pcm.channels[0].extend(mix(&chans));
@@ -86,7 +90,7 @@ pub fn decode_symphonia_as(path: &Path, downmix: bool) -> Result<Option<Pcm>, St
     if pcm.is_empty() {
         return Err("the audio track holds no samples".into());
     }
-    Ok(Some(pcm))
+    Ok(pcm)
 }
 
 /// Decoded sound handed out a chunk at a time, so a long file is never held whole.

@@ -51,26 +51,22 @@ pub fn is_audio_format(format: Format) -> bool {
     )
 }
 
+/// The decoder for an audio file: symphonia's, or FFmpeg's for what symphonia does not
+/// decode (Opus).
+fn open_reader(path: &Path, src: &transcode::Source) -> Result<Box<dyn ChunkReader>, String> {
+    if src.codec != ffmpeg_next::codec::Id::OPUS {
+        if let Some(r) = pcm::SymphoniaReader::open(path)? {
+            return Ok(Box::new(r));
+        }
+    }
+    match transcode::FfmpegReader::open(path)? {
+        Some(r) => Ok(Box::new(r)),
+        None => Err("no audio stream".into()),
+    }
+}
+
 fn decode(path: &Path, src: &transcode::Source, downmix: bool) -> Result<Pcm, String> {
-    let ffmpeg = |path| {
-        let p = transcode::decode(path)?;
-        Ok(if downmix {
-            Pcm {
-                sample_rate: p.sample_rate,
-                channels: vec![p.mono()],
-                damaged_packets: p.damaged_packets,
-            }
-        } else {
-            p
-        })
-    };
-    if src.codec == ffmpeg_next::codec::Id::OPUS {
-        return ffmpeg(path);
-    }
-    match pcm::decode_symphonia_as(path, downmix)? {
-        Some(p) => Ok(p),
-        None => ffmpeg(path),
-    }
+    pcm::read_all(&mut *open_reader(path, src)?, None, downmix)
 }
 
 /// Decodes a voice prompt recording (any format this crate reads).
@@ -107,28 +103,14 @@ pub fn mark_file(
     let Some(src) = probe_audio_only(input).map_err(fail)? else {
         return Ok(None);
     };
-    let mut reader: Box<dyn ChunkReader> = match src.codec {
-        ffmpeg_next::codec::Id::OPUS => None,
-        _ => pcm::SymphoniaReader::open(input)
-            .map_err(fail)?
-            .map(|r| Box::new(r) as Box<dyn ChunkReader>),
-    }
-    .map_or_else(
-        || transcode::FfmpegReader::open(input).map(|r| Box::new(r) as Box<dyn ChunkReader>),
-        Ok,
-    )
-    .map_err(fail)?;
+    let mut reader = open_reader(input, &src).map_err(fail)?;
     let (sr, nch) = (reader.sample_rate(), reader.channels());
     // What goes in, in order: before the sound, a rhythm label inserted at the start, then a
     // voice prompt; after it, a voice prompt, then a rhythm label inserted at the end.
     let mut inserts: Vec<(usize, Vec<Vec<f32>>, Inserted)> = Vec::new();
     let rhythm_block = layers.rhythm.filter(|s| s.insert).map(|style| {
         let (block, lead) = rhythm::inserted_tone(style, sr);
-        let at = match style.placement {
-            rhythm::Placement::Start => 0,
-            rhythm::Placement::End => usize::MAX,
-            rhythm::Placement::At(s) => (s * sr as f64) as usize,
-        };
+        let at = style.placement.sample(sr, usize::MAX);
         (at, vec![block; nch], Inserted::Rhythm(lead))
     });
     let voice_block = layers.voice.map(|(voice, at)| {
@@ -145,17 +127,11 @@ pub fn mark_file(
     }
     inserts.sort_by_key(|(at, ..)| *at);
     // A mixed rhythm label sits at a sample fixed up front; at the end, from the stated length.
-    let mixed = layers.rhythm.filter(|s| !s.insert).map(|style| {
-        let tone = rhythm::tone(style, sr).len();
-        let at = match style.placement {
-            rhythm::Placement::Start => 0,
-            rhythm::Placement::End => src
-                .seconds
-                .map_or(0, |s| ((s * sr as f64) as usize).saturating_sub(tone)),
-            rhythm::Placement::At(s) => (s * sr as f64) as usize,
-        };
-        (style, at)
-    });
+    let stated_len = src.seconds.map(|s| (s * sr as f64) as usize);
+    let mixed = layers
+        .rhythm
+        .filter(|s| !s.insert)
+        .map(|style| (style, rhythm::mixed_start(style, sr, stated_len)));
     let blocks: Vec<(usize, Vec<Vec<f32>>)> =
         inserts.iter().map(|(at, b, _)| (*at, b.clone())).collect();
     let marker = StreamMarker::new(
@@ -336,9 +312,11 @@ pub fn inspect_soundtrack(
     key: Option<&Key>,
     seconds: f64,
 ) -> Result<Option<SoundInspection>, String> {
-    if transcode::probe(path)?.is_none() {
+    let Some(mut reader) = transcode::FfmpegReader::open(path)? else {
         return Ok(None);
-    }
-    let audio = transcode::decode_opening(path, Some(seconds))?;
-    Ok(Some(find_marks(audio.mono(), audio.sample_rate, key)))
+    };
+    let limit = (seconds * reader.sample_rate() as f64) as usize;
+    let audio = pcm::read_all(&mut reader, Some(limit), true)?;
+    let mono = audio.channels.into_iter().next().unwrap_or_default();
+    Ok(Some(find_marks(mono, audio.sample_rate, key)))
 }

@@ -57,9 +57,34 @@ const PATTERN_DOTS: u32 = 11;
 /// Silence around an inserted tone, in dots.
 const PAD_DOTS: u32 = 3;
 
+/// Samples per Morse dot.
+fn dot_len(style: &RhythmStyle, sample_rate: u32) -> usize {
+    (style.dot_ms as f64 / 1000.0 * sample_rate as f64).round() as usize
+}
+
+impl Placement {
+    /// The sample where this placement falls, `end` standing for the end.
+    pub fn sample(self, sample_rate: u32, end: usize) -> usize {
+        match self {
+            Placement::Start => 0,
+            Placement::End => end,
+            Placement::At(s) => (s * sample_rate as f64) as usize,
+        }
+    }
+}
+
+/// Where a tone mixed over sound of `stated_len` samples (as its file states, when it does)
+/// starts: at its placement, the end meaning that it ends with the sound.
+pub fn mixed_start(style: &RhythmStyle, sample_rate: u32, stated_len: Option<usize>) -> usize {
+    let tone = dot_len(style, sample_rate) * PATTERN_DOTS as usize;
+    style
+        .placement
+        .sample(sample_rate, stated_len.unwrap_or(0).saturating_sub(tone))
+}
+
 /// The tone alone, at `sample_rate`, without padding.
 pub fn tone(style: &RhythmStyle, sample_rate: u32) -> Vec<f32> {
-    let dot = (style.dot_ms as f64 / 1000.0 * sample_rate as f64).round() as usize;
+    let dot = dot_len(style, sample_rate);
     let amp = 10f32.powf(style.level_dbfs / 20.0);
     let ramp = ((0.005 * sample_rate as f64) as usize).clamp(1, dot / 3 + 1);
     let w = 2.0 * std::f64::consts::PI * style.frequency_hz as f64 / sample_rate as f64;
@@ -87,7 +112,7 @@ pub fn tone(style: &RhythmStyle, sample_rate: u32) -> Vec<f32> {
 /// The tone as inserted: with a pause of three dots before and after. Returns the block and
 /// where in it the tone starts.
 pub fn inserted_tone(style: &RhythmStyle, sample_rate: u32) -> (Vec<f32>, usize) {
-    let dot = (style.dot_ms as f64 / 1000.0 * sample_rate as f64).round() as usize;
+    let dot = dot_len(style, sample_rate);
     let pad = dot * PAD_DOTS as usize;
     let mut block = vec![0f32; pad];
     block.extend_from_slice(&tone(style, sample_rate));
@@ -100,11 +125,7 @@ pub fn apply(pcm: &mut Pcm, style: &RhythmStyle) -> f64 {
     let sr = pcm.sample_rate;
     let t = tone(style, sr);
     let len = pcm.len();
-    let at = match style.placement {
-        Placement::Start => 0,
-        Placement::End => len,
-        Placement::At(s) => ((s * sr as f64) as usize).min(len),
-    };
+    let at = style.placement.sample(sr, len).min(len);
     if style.insert {
         let (block, lead) = inserted_tone(style, sr);
         for c in &mut pcm.channels {
@@ -145,7 +166,7 @@ const DUCK_GAIN: f32 = 0.1;
 
 impl Duck {
     pub fn new(style: &RhythmStyle, sample_rate: u32, tone_len: usize) -> Duck {
-        let dot = (style.dot_ms as f64 / 1000.0 * sample_rate as f64).round() as usize;
+        let dot = dot_len(style, sample_rate);
         Duck {
             pad: 2 * dot,
             ramp: ((0.05 * sample_rate as f64) as usize).max(1),

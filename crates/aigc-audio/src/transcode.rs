@@ -3,19 +3,41 @@
 //! container, codec, sample rate, channels, sample format and bitrate class, with the input's
 //! tags.
 
-use crate::pcm::ChunkReader;
 use crate::Pcm;
 use ffmpeg_next as ff;
 use std::path::Path;
 use std::sync::Once;
 
-fn init() {
+/// Initialises FFmpeg once for this process (the video pipeline shares it). Errors come back
+/// as values and are reported once, naming the file; FFmpeg's own log stays available for
+/// diagnosing a file: AIGC_FFMPEG_LOG=1.
+pub fn init() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = ff::init();
-        // Errors come back as values and are reported once, naming the file.
-        ff::util::log::set_level(ff::util::log::Level::Quiet);
+        let level = if std::env::var_os("AIGC_FFMPEG_LOG").is_some() {
+            ff::util::log::Level::Info
+        } else {
+            ff::util::log::Level::Quiet
+        };
+        ff::util::log::set_level(level);
     });
+}
+
+/// Whether a container or stream tag is carried into a re-encoded file: all but the AIGC
+/// label (aigc-meta writes the one label) and the encoder's name.
+pub fn kept_tag(key: &str) -> bool {
+    !key.eq_ignore_ascii_case("AIGC") && !key.eq_ignore_ascii_case("encoder")
+}
+
+/// The length of stream `index`, seconds, from the stream or else the container.
+pub fn stream_seconds(ictx: &ff::format::context::Input, index: usize) -> Option<f64> {
+    let s = ictx.stream(index)?;
+    let tb = s.time_base();
+    if s.duration() > 0 && tb.denominator() > 0 {
+        return Some(s.duration() as f64 * tb.numerator() as f64 / tb.denominator() as f64);
+    }
+    (ictx.duration() > 0).then(|| ictx.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE))
 }
 
 /// What the input holds, as FFmpeg reads it: enough to write the same kind of file back.
@@ -40,7 +62,7 @@ pub struct Source {
 
 fn tags(d: ff::DictionaryRef) -> Vec<(String, String)> {
     d.iter()
-        .filter(|(k, _)| !k.eq_ignore_ascii_case("AIGC") && !k.eq_ignore_ascii_case("encoder"))
+        .filter(|(k, _)| kept_tag(k))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
@@ -72,46 +94,10 @@ pub fn probe(path: &Path) -> Result<Option<Source>, String> {
                     .disposition()
                     .contains(ff::format::stream::Disposition::ATTACHED_PIC)
         }),
-        seconds: {
-            let tb = stream.time_base();
-            if stream.duration() > 0 && tb.denominator() > 0 {
-                Some(stream.duration() as f64 * tb.numerator() as f64 / tb.denominator() as f64)
-            } else {
-                (ictx.duration() > 0)
-                    .then(|| ictx.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE))
-            }
-        },
+        seconds: stream_seconds(&ictx, stream.index()),
         container_tags: tags(ictx.metadata()),
         stream_tags: tags(stream.metadata()),
     }))
-}
-
-/// Decodes the first audio stream with FFmpeg's decoder (used for Opus).
-pub fn decode(path: &Path) -> Result<Pcm, String> {
-    decode_opening(path, None)
-}
-
-/// Decodes the main audio stream's opening `seconds` (all of it for `None`): the sound of
-/// any file FFmpeg reads, a video's included.
-pub fn decode_opening(path: &Path, seconds: Option<f64>) -> Result<Pcm, String> {
-    let mut reader = FfmpegReader::open(path)?;
-    let mut pcm = Pcm {
-        sample_rate: reader.sample_rate(),
-        channels: vec![Vec::new(); reader.channels()],
-        damaged_packets: 0,
-    };
-    let limit = seconds.map(|s| (s * pcm.sample_rate as f64) as usize);
-    let mut chunk = vec![Vec::new(); reader.channels()];
-    while limit.is_none_or(|l| pcm.len() < l) && reader.next_chunk(&mut chunk)? {
-        for (c, part) in pcm.channels.iter_mut().zip(&chunk) {
-            c.extend_from_slice(part);
-        }
-    }
-    pcm.damaged_packets = reader.damaged_packets();
-    if pcm.is_empty() {
-        return Err("the audio stream holds no samples".into());
-    }
-    Ok(pcm)
 }
 
 /// Opens the decoder of an audio stream; refuses one without a sample rate.
@@ -140,17 +126,18 @@ pub struct FfmpegReader {
 }
 
 impl FfmpegReader {
-    pub fn open(path: &Path) -> Result<FfmpegReader, String> {
+    /// Opens the main audio stream of any file FFmpeg reads (a video's too); `Ok(None)`: the
+    /// file has none.
+    pub fn open(path: &Path) -> Result<Option<FfmpegReader>, String> {
         init();
         let ictx = ff::format::input(path).map_err(|e| format!("FFmpeg cannot open it: {e}"))?;
-        let stream = ictx
-            .streams()
-            .best(ff::media::Type::Audio)
-            .ok_or("no audio stream")?;
+        let Some(stream) = ictx.streams().best(ff::media::Type::Audio) else {
+            return Ok(None);
+        };
         let index = stream.index();
         let decoder = audio_decoder(&stream)?;
         let channels = decoder.channels().max(1) as usize;
-        Ok(FfmpegReader {
+        Ok(Some(FfmpegReader {
             ictx,
             decoder,
             index,
@@ -158,7 +145,7 @@ impl FfmpegReader {
             channels,
             ended: false,
             damaged: 0,
-        })
+        }))
     }
 }
 

@@ -3,7 +3,7 @@
 //! Never writes; never decodes the whole file.
 
 use crate::planes;
-use crate::{init, open_decoder, pick_video_stream, seconds_of};
+use crate::{init, open_decoder, pick_video_stream};
 use ab_glyph::FontArc;
 use aigc_dsp::Key;
 use aigc_image::watermark::{self, FrameStack, LumaPlane, WatermarkFound};
@@ -172,7 +172,7 @@ impl Sampler {
         // Frames nothing refers to (most B-frames) are not needed to sample the opening:
         // skipping them halves the decoding.
         decoder.skip_frame(ff::Discard::NonReference);
-        let seconds = seconds_of(&ictx, vidx);
+        let seconds = aigc_audio::transcode::stream_seconds(&ictx, vidx);
         let orientation = crate::rotation::Orientation::of(&ist);
         Ok(Some(Sampler {
             ictx,

@@ -18,21 +18,9 @@ pub use inspect::{inspect_file, VideoInspection};
 pub use mark::{is_video_format, mark_file, Span, VideoLayers, VideoReport, VisibleLabel};
 
 use ffmpeg_next as ff;
-use std::sync::Once;
 
 fn init() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = ff::init();
-        // Errors come back as values and are reported once, naming the file. FFmpeg's own log
-        // stays available for diagnosing a file: AIGC_FFMPEG_LOG=1.
-        let level = if std::env::var_os("AIGC_FFMPEG_LOG").is_some() {
-            ff::util::log::Level::Info
-        } else {
-            ff::util::log::Level::Quiet
-        };
-        ff::util::log::set_level(level);
-    });
+    aigc_audio::transcode::init();
 }
 
 /// Let FFmpeg pick the thread count (decoders: frame threads; x264 and friends: their own).
@@ -84,14 +72,4 @@ fn pick_video_stream(ictx: &ff::format::context::Input) -> Option<usize> {
         .filter(|s| is_picture(s))
         .or_else(|| ictx.streams().find(|s| is_picture(s)))
         .map(|s| s.index())
-}
-
-/// The length of stream `index`, seconds, from the stream or else the container.
-fn seconds_of(ictx: &ff::format::context::Input, index: usize) -> Option<f64> {
-    let s = ictx.stream(index)?;
-    let tb = s.time_base();
-    if s.duration() > 0 && tb.denominator() > 0 {
-        return Some(s.duration() as f64 * tb.numerator() as f64 / tb.denominator() as f64);
-    }
-    (ictx.duration() > 0).then(|| ictx.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE))
 }

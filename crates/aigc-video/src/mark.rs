@@ -10,7 +10,7 @@ use crate::encode::{self, Choice, EncodeSettings};
 use crate::planes::{self, Layout};
 use crate::rotation::{self, Orientation};
 use crate::soundtrack::Soundtrack;
-use crate::{auto_threads, ffmpeg_error, init, open_decoder, pick_video_stream, seconds_of};
+use crate::{auto_threads, ffmpeg_error, init, open_decoder, pick_video_stream};
 use ab_glyph::FontArc;
 use aigc_audio::pipeline::{SoundLayers, SoundReport};
 use aigc_core::Label;
@@ -210,7 +210,7 @@ fn transcode(
         .map(|c| c.name().to_string())
         .unwrap_or_default();
     let (width, height, pixel) = (decoder.width(), decoder.height(), decoder.format());
-    let duration = seconds_of(&ictx, vidx);
+    let duration = aigc_audio::transcode::stream_seconds(&ictx, vidx);
     // A turned input keeps its turn where the container can carry it (MP4/MOV), and the label
     // is then drawn upright as shown; elsewhere the output shows as stored, and so does the label.
     let turned = Orientation::of(&ist);
@@ -445,13 +445,11 @@ fn transcode(
     })
 }
 
-/// The input's tags without the AIGC label (aigc-meta writes the one label) or the encoder name.
+/// The input's tags that a re-encoded file keeps (`aigc_audio::transcode::kept_tag`).
 fn without_label(d: ff::DictionaryRef) -> ff::Dictionary<'static> {
     let mut out = ff::Dictionary::new();
-    for (k, v) in d.iter() {
-        if !k.eq_ignore_ascii_case("AIGC") && !k.eq_ignore_ascii_case("encoder") {
-            out.set(k, v);
-        }
+    for (k, v) in d.iter().filter(|(k, _)| aigc_audio::transcode::kept_tag(k)) {
+        out.set(k, v);
     }
     out
 }

@@ -4,7 +4,6 @@
 //! rate, channels and bitrate. Memory stays bounded however long the video.
 
 use aigc_audio::pipeline::{SoundLayers, SoundReport};
-use aigc_audio::rhythm::Placement;
 use aigc_audio::stream::{StreamLayers, StreamMarker};
 use aigc_audio::transcode::{self, AudioEncoder};
 use ffmpeg_next as ff;
@@ -61,15 +60,13 @@ impl Soundtrack {
             global_header,
         )?;
         // The tone's place is fixed up front; for the end, from the stream's stated length.
+        let stated_len =
+            transcode::stream_seconds(ictx, ist.index()).map(|s| (s * rate as f64) as usize);
         let tone_at = layers.rhythm.map(|style| {
-            let tone = aigc_audio::rhythm::tone(style, rate).len();
-            let seconds = crate::seconds_of(ictx, ist.index()).unwrap_or(0.0);
-            let at = match style.placement {
-                Placement::Start => 0.0,
-                Placement::End => seconds - tone as f64 / rate as f64,
-                Placement::At(s) => s,
-            };
-            (style, (at.max(0.0) * rate as f64) as usize)
+            (
+                style,
+                aigc_audio::rhythm::mixed_start(style, rate, stated_len),
+            )
         });
         let marker = StreamMarker::new(
             rate,
