@@ -65,14 +65,10 @@ fn open_reader(path: &Path, src: &transcode::Source) -> Result<Box<dyn ChunkRead
     }
 }
 
-fn decode(path: &Path, src: &transcode::Source, downmix: bool) -> Result<Pcm, String> {
-    pcm::read_all(&mut *open_reader(path, src)?, None, downmix)
-}
-
 /// Decodes a voice prompt recording (any format this crate reads).
 pub fn load_voice(path: &Path) -> Result<Pcm, String> {
     let src = transcode::probe(path)?.ok_or("no audio stream")?;
-    decode(path, &src, false)
+    pcm::read_all(&mut *open_reader(path, &src)?, None)
 }
 
 /// Whether `path` (of a container `is_audio_format` accepts) holds audio only. MP4 and Ogg
@@ -264,7 +260,7 @@ pub struct SoundInspection {
     pub rhythm: Vec<RhythmFound>,
 }
 
-/// Decodes `path` and looks for the watermark (when `key` is given) and the rhythm label.
+/// Decodes `path` (holding only what the detectors read) and looks for the watermark (when `key` is given) and the rhythm label.
 /// `Ok(None)`: not an audio-only file of a format this pipeline reads.
 pub fn inspect_file(
     path: &Path,
@@ -277,17 +273,17 @@ pub fn inspect_file(
     let Some(src) = probe_audio_only(path)? else {
         return Ok(None);
     };
-    let audio = decode(path, &src, true)?;
-    let sr = audio.sample_rate;
-    let mono = audio.channels.into_iter().next().unwrap_or_default();
-    Ok(Some(find_marks(mono, sr, key)))
+    let audio = pcm::read_for_detection(&mut *open_reader(path, &src)?, None)?;
+    Ok(Some(find_marks(audio, key)))
 }
 
 /// Looks for the rhythm label, then for the watermark (when `key` is given) with the rhythm's
 /// stretches silenced: a tone mixed over the sound, and the sound ducked beneath it, are not
 /// the watermark's and would only disturb its statistics. Silent hops are left out by the
 /// detector.
-fn find_marks(mut mono: Vec<f32>, sample_rate: u32, key: Option<&Key>) -> SoundInspection {
+fn find_marks(audio: Pcm, key: Option<&Key>) -> SoundInspection {
+    let sample_rate = audio.sample_rate;
+    let mut mono = audio.channels.into_iter().next().unwrap_or_default();
     let rhythm = rhythm::detect(&mono, sample_rate);
     // The duck reaches two dots (0.24 s by default) and a 50 ms ramp beyond the tone.
     let pad = 0.3;
@@ -315,8 +311,6 @@ pub fn inspect_soundtrack(
     let Some(mut reader) = transcode::FfmpegReader::open(path)? else {
         return Ok(None);
     };
-    let limit = (seconds * reader.sample_rate() as f64) as usize;
-    let audio = pcm::read_all(&mut reader, Some(limit), true)?;
-    let mono = audio.channels.into_iter().next().unwrap_or_default();
-    Ok(Some(find_marks(mono, audio.sample_rate, key)))
+    let audio = pcm::read_for_detection(&mut reader, Some(seconds))?;
+    Ok(Some(find_marks(audio, key)))
 }

@@ -23,6 +23,9 @@
 use aigc_dsp::code::{self, coded_bits};
 use aigc_dsp::{Complex32, Key, KeyedRng};
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// Hops per second of the analysis grid (a frame is two hops, 26.7 ms).
@@ -429,7 +432,10 @@ fn cells(mono: &[f32], h: usize, offset: usize, fft: &Arc<dyn RealToComplex<f32>
             .expect("sizes from the plan");
         let floor = 1e-12;
         for k in lo..hi {
-            logm[k - lo] = 0.5 * (spec[k].norm_sqr() + floor).ln();
+            logm[k - lo] = spec[k].norm_sqr() + floor;
+        }
+        for v in &mut logm {
+            *v = 0.5 * fast_ln(*v);
         }
         r[t * NBINS..t * NBINS + (hi - lo)].copy_from_slice(&logm);
         energy[t] = spec[lo..hi].iter().map(|v| v.norm_sqr()).sum();
@@ -458,41 +464,84 @@ fn cells(mono: &[f32], h: usize, offset: usize, fft: &Arc<dyn RealToComplex<f32>
     Cells { r, hops }
 }
 
+/// The natural logarithm of a positive normal `x` to within 3e-5: the exponent from the bits
+/// and a polynomial for the mantissa. The detector's cells are noisy to 1e-1 and more, and
+/// libm's `logf` was a tenth of the detection's time.
+fn fast_ln(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let exponent = ((bits >> 23) & 0xff) as f32 - 127.0;
+    // The mantissa in [1, 2), then centred on 1.5 where the polynomial fits log2 best.
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let u = m - 1.5;
+    // log2(1.5 + u) for u in [-0.5, 0.5): Taylor series of degree 7 about 1.5.
+    let l15 = 0.584_962_5_f32;
+    let c = [
+        0.961_796_7_f32,
+        -0.320_598_9,
+        0.142_488_4,
+        -0.071_244_2,
+        0.037_996_9,
+        -0.021_109_4,
+        0.012_062_5,
+    ];
+    let mut p = c[6];
+    for &k in c[..6].iter().rev() {
+        p = p * u + k;
+    }
+    (exponent + l15 + p * u) * std::f32::consts::LN_2
+}
+
 /// Removes the host's slowly varying part from the log magnitudes: each cell minus the mean of
 /// the hops either side. Sustained notes and harmonics change little over 13 ms while the
 /// pattern's sign changes every hop. Clipped so a transient cannot outvote the rest.
+/// Works row by row, keeping only the previous row's original values.
 fn whiten(r: &mut [f32], hops: usize) {
-    let src = r.to_vec();
-    for t in 0..hops {
-        for j in 0..NBINS {
-            let v = src[t * NBINS + j];
-            let prev = if t > 0 {
-                src[(t - 1) * NBINS + j]
-            } else {
-                src[(t + 1).min(hops - 1) * NBINS + j]
-            };
-            let next = if t + 1 < hops {
-                src[(t + 1) * NBINS + j]
-            } else {
-                prev
-            };
-            r[t * NBINS + j] = (v - 0.5 * (prev + next)).clamp(-1.5, 1.5);
-        }
+    // Per bin, the neighbourhood of the spectral trend below: up to three bins either side.
+    let span = |j: usize| (j.saturating_sub(3), (j + 3).min(NBINS - 1));
+    let mut inv_count = [0f32; NBINS];
+    for (j, v) in inv_count.iter_mut().enumerate() {
+        let (a, b) = span(j);
+        *v = 1.0 / (b - a) as f32;
     }
-    // Then, per hop, the residual's own spectral trend (a formant moving between hops leaves a
-    // slope across bins) is removed and the hop scaled to a common spread, so a hop where the
-    // host changed fast (speech onsets) counts no more than a steady one.
+    let mut before = [0f32; NBINS];
     let mut row = [0f32; NBINS];
+    let mut sums = [0f32; NBINS + 1];
     for t in 0..hops {
-        let out = &mut r[t * NBINS..(t + 1) * NBINS];
-        row.copy_from_slice(out);
-        for j in 0..NBINS {
-            let a = j.saturating_sub(3);
-            let b = (j + 3).min(NBINS - 1);
-            let m = (row[a..=b].iter().sum::<f32>() - row[j]) / (b - a) as f32;
-            out[j] = row[j] - m;
+        row.copy_from_slice(&r[t * NBINS..(t + 1) * NBINS]);
+        // The first hop has no hop before it and the last none after: each uses its one
+        // neighbour twice (a lone hop, itself).
+        let after: [f32; NBINS] = if t + 1 < hops {
+            r[(t + 1) * NBINS..(t + 2) * NBINS]
+                .try_into()
+                .expect("a row")
+        } else if t > 0 {
+            before
+        } else {
+            row
+        };
+        if t == 0 {
+            before = after;
         }
-        let sd = (out.iter().map(|v| v * v).sum::<f32>() / NBINS as f32).sqrt();
+        let out = &mut r[t * NBINS..(t + 1) * NBINS];
+        for j in 0..NBINS {
+            out[j] = (row[j] - 0.5 * (before[j] + after[j])).clamp(-1.5, 1.5);
+        }
+        before = row;
+        // Then the residual's own spectral trend (a formant moving between hops leaves a
+        // slope across bins) is removed and the hop scaled to a common spread, so a hop
+        // where the host changed fast (speech onsets) counts no more than a steady one.
+        for j in 0..NBINS {
+            sums[j + 1] = sums[j] + out[j];
+        }
+        let resid: [f32; NBINS] = out[..].try_into().expect("a row");
+        let mut sq = 0f32;
+        for j in 0..NBINS {
+            let (a, b) = span(j);
+            let v = resid[j] - (sums[b + 1] - sums[a] - resid[j]) * inv_count[j];
+            out[j] = v;
+            sq += v * v;
+        }
+        let sd = (sq / NBINS as f32).sqrt();
         if sd > 0.0 {
             let g = (0.5 / sd).min(4.0);
             for v in out.iter_mut() {
@@ -623,8 +672,14 @@ pub struct Prepared<'a> {
     sample_rate: u32,
     h: usize,
     fft: Arc<dyn RealToComplex<f32>>,
-    folds: std::cell::RefCell<std::collections::HashMap<FoldAt, std::rc::Rc<Vec<f32>>>>,
+    folds: RefCell<HashMap<FoldAt, Rc<Vec<f32>>>>,
+    /// The last piece read stretched, and its factor: the search reads each stretched piece
+    /// at two or four sub-hop offsets one after the other.
+    stretched: RefCell<Option<Stretched>>,
 }
+
+/// A piece, the factor it was read stretched by, and the samples read.
+type Stretched = (Piece, i32, Rc<Vec<f32>>);
 
 impl<'a> Prepared<'a> {
     pub fn new(mono: &'a [f32], sample_rate: u32) -> Prepared<'a> {
@@ -635,6 +690,7 @@ impl<'a> Prepared<'a> {
             h,
             fft: RealFftPlanner::<f32>::new().plan_fft_forward(2 * h),
             folds: Default::default(),
+            stretched: Default::default(),
         }
     }
 
@@ -650,7 +706,7 @@ impl<'a> Prepared<'a> {
         ((self.mono.len() - n) / 2, n)
     }
 
-    fn fold(&self, at: FoldAt) -> std::rc::Rc<Vec<f32>> {
+    fn fold(&self, at: FoldAt) -> Rc<Vec<f32>> {
         if let Some(f) = self.folds.borrow().get(&at) {
             return f.clone();
         }
@@ -659,10 +715,19 @@ impl<'a> Prepared<'a> {
         let f = if at.factor == 0 {
             fold(&cells(piece, self.h, at.offset, &self.fft))
         } else {
-            let r = resample(piece, 1.0 + at.factor as f64 * FACTOR_UNIT);
+            let mut last = self.stretched.borrow_mut();
+            let r = match &*last {
+                Some((p, f, r)) if (*p, *f) == (at.piece, at.factor) => r.clone(),
+                _ => {
+                    let f = 1.0 + at.factor as f64 * FACTOR_UNIT;
+                    let r = Rc::new(aigc_dsp::resample::read_stretched(piece, f));
+                    *last = Some((at.piece, at.factor, r.clone()));
+                    r
+                }
+            };
             fold(&cells(&r, self.h, at.offset, &self.fft))
         };
-        let f = std::rc::Rc::new(f);
+        let f = Rc::new(f);
         self.folds.borrow_mut().insert(at, f.clone());
         f
     }
@@ -704,12 +769,15 @@ pub struct Detection {
     pub best_payload: Payload,
 }
 
-/// Looks for the mark of `key` in `channels` (planar) at `sample_rate`.
+/// Looks for the mark of `key` in `channels` (planar) at `sample_rate`, on their mean brought
+/// down to about 11 kHz (`crate::pcm::for_detection`).
 pub fn detect(channels: &[&[f32]], sample_rate: u32, key: &Key) -> Detection {
-    detect_mono(&crate::pcm::mix(channels), sample_rate, key)
+    let (mono, rate) = crate::pcm::for_detection(channels, sample_rate);
+    detect_mono(&mono, rate, key)
 }
 
-/// [`detect`] on a mono mix.
+/// [`detect`] on a mono mix, at any rate: the grid is defined in time. Bringing the rate down
+/// first (`crate::pcm::for_detection`) gives the same answer in about a third of the time.
 pub fn detect_mono(mono: &[f32], sample_rate: u32, key: &Key) -> Detection {
     detect_prepared(&Prepared::new(mono, sample_rate), key)
 }
@@ -811,21 +879,6 @@ fn period_start(offset: usize, phase: usize, h: usize) -> usize {
     offset + ((PERIOD - phase) % PERIOD) * h
 }
 
-/// Reads `x` at positions `i·f` (linear interpolation): `f > 1` undoes a slow-down.
-fn resample(x: &[f32], f: f64) -> Vec<f32> {
-    let n = ((x.len() as f64 - 1.0) / f).floor().max(0.0) as usize;
-    (0..n)
-        .map(|i| {
-            let p = i as f64 * f;
-            let k = p as usize;
-            let fr = (p - k as f64) as f32;
-            let a = x[k];
-            let b = x[(k + 1).min(x.len() - 1)];
-            a + (b - a) * fr
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -854,6 +907,15 @@ mod tests {
                 v
             })
             .collect()
+    }
+
+    #[test]
+    fn fast_ln_is_within_3e_5() {
+        let mut x = 1e-12f32;
+        while x < 1e12 {
+            assert!((fast_ln(x) - x.ln()).abs() < 3e-5, "{x}");
+            x *= 1.003;
+        }
     }
 
     #[test]

@@ -6,9 +6,12 @@
 //! * [`RealFft2`]: 2-D real FFTs with plans and scratch made once and reused (rustfft + realfft).
 //! * [`code`]: the payload's protection (a keyed 40-bit check and a rate-1/2, K=7 convolutional
 //!   code) with soft-decision Viterbi decoding and the false-positive probability of a detection.
+//! * [`resample`]: the streaming decimator and band-limited stretched reading the audio
+//!   detectors run on.
 
 pub mod code;
 mod fft2;
+pub mod resample;
 mod rng;
 
 pub use fft2::RealFft2;
