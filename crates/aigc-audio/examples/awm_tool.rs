@@ -27,6 +27,45 @@ fn load(path: &str) -> pcm::Pcm {
         .unwrap_or_else(|| panic!("{path}: codec not decodable by symphonia"))
 }
 
+/// Marks `a` in place as `mark` does (or at a fixed strength, `AIGC_WM_SNR`).
+fn mark_once(a: &mut pcm::Pcm, payload: watermark::Payload) -> Option<watermark::Embedded> {
+    // AIGC_WM_SNR overrides the strength, for experiments only.
+    match std::env::var("AIGC_WM_SNR")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(snr) => watermark::embed_at(&mut a.channels, a.sample_rate, &key(), payload, snr),
+        // What `mark` does: the streaming marker (strength per block, limiter).
+        None => {
+            let k = key();
+            let layers = aigc_audio::stream::StreamLayers {
+                watermark: Some((&k, payload)),
+                rhythm: None,
+                inserts: &[],
+            };
+            let mut m =
+                aigc_audio::stream::StreamMarker::new(a.sample_rate, a.channels.len(), &layers);
+            // Reserved up front: growing it would be the tool's cost, not the marker's.
+            let mut out: Vec<Vec<f32>> = (0..a.channels.len())
+                .map(|_| Vec::with_capacity(a.len()))
+                .collect();
+            let mut take = |c: &[&[f32]]| {
+                for (o, c) in out.iter_mut().zip(c) {
+                    o.extend_from_slice(c);
+                }
+            };
+            for from in (0..a.len()).step_by(4096) {
+                let to = (from + 4096).min(a.len());
+                let chunk: Vec<&[f32]> = a.channels.iter().map(|c| &c[from..to]).collect();
+                m.push(&chunk, &mut take);
+            }
+            let r = m.finish(&mut take);
+            a.channels = out;
+            r.watermark
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -44,45 +83,16 @@ fn main() {
                 })
                 .unwrap_or(watermark::Payload::bits64(0x1234_5678_9abc_def0));
             let original = a.clone();
-            let t = Instant::now();
-            // AIGC_WM_SNR overrides the strength, for experiments only.
-            let e = match std::env::var("AIGC_WM_SNR")
-                .ok()
-                .and_then(|v| v.parse().ok())
-            {
-                Some(snr) => {
-                    watermark::embed_at(&mut a.channels, a.sample_rate, &key(), payload, snr)
-                }
-                // What `mark` does: the streaming marker (strength per block, limiter).
-                None => {
-                    let k = key();
-                    let layers = aigc_audio::stream::StreamLayers {
-                        watermark: Some((&k, payload)),
-                        rhythm: None,
-                        inserts: &[],
-                    };
-                    let mut m = aigc_audio::stream::StreamMarker::new(
-                        a.sample_rate,
-                        a.channels.len(),
-                        &layers,
-                    );
-                    let mut out: Vec<Vec<f32>> = vec![Vec::new(); a.channels.len()];
-                    let mut take = |c: &[&[f32]]| {
-                        for (o, c) in out.iter_mut().zip(c) {
-                            o.extend_from_slice(c);
-                        }
-                    };
-                    for from in (0..a.len()).step_by(4096) {
-                        let to = (from + 4096).min(a.len());
-                        let chunk: Vec<&[f32]> = a.channels.iter().map(|c| &c[from..to]).collect();
-                        m.push(&chunk, &mut take);
-                    }
-                    let r = m.finish(&mut take);
-                    a.channels = out;
-                    r.watermark
-                }
-            };
-            let secs = t.elapsed().as_secs_f64();
+            // Best of three: this machine's timings are noisy, and the marker's own time is
+            // the figure (the input is the same each time, the output the last one's).
+            let mut secs = f64::MAX;
+            let mut e = None;
+            for _ in 0..3 {
+                a = original.clone();
+                let t = Instant::now();
+                e = mark_once(&mut a, payload);
+                secs = secs.min(t.elapsed().as_secs_f64());
+            }
             let (mut sig, mut err) = (0f64, 0f64);
             for (c, o) in a.channels.iter().zip(&original.channels) {
                 for (x, y) in c.iter().zip(o) {
@@ -126,8 +136,8 @@ fn main() {
             let t = Instant::now();
             for f in &args[2..] {
                 let a = load(f);
-                let mono = a.mono();
-                let prepared = watermark::Prepared::new(&mono, a.sample_rate);
+                let (mono, rate) = pcm::for_detection(&a.slices(), a.sample_rate);
+                let prepared = watermark::Prepared::new(&mono, rate);
                 let mut rng = aigc_dsp::KeyedRng::new(&[0u8; 32], &format!("fp {seed} {f}"));
                 for i in 0..n {
                     let mut key = [0u8; 32];

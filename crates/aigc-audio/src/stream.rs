@@ -29,6 +29,8 @@ pub struct Limiter {
     /// The last held sample (index in `held`) that passes full scale, if any.
     last_over: Option<usize>,
     worst: f32,
+    /// Per held sample, the gain; kept between calls so it is allocated once.
+    gains: Vec<f32>,
 }
 
 impl Limiter {
@@ -45,6 +47,7 @@ impl Limiter {
             held: vec![Vec::new(); channels],
             last_over: None,
             worst: 1.0,
+            gains: Vec::new(),
         }
     }
 
@@ -52,9 +55,33 @@ impl Limiter {
     /// to `out`.
     pub fn push(&mut self, chunk: &[&[f32]], out: &mut dyn FnMut(&[&[f32]])) {
         let before = self.held[0].len();
-        for (h, c) in self.held.iter_mut().zip(chunk) {
-            // Each sample is looked at once here for whether it passes full scale.
-            let loud = c.iter().fold(0f32, |m, v| m.max(v.abs())) > self.ceiling;
+        // Each sample is looked at once here for whether it passes full scale.
+        let loud: Vec<bool> = chunk
+            .iter()
+            .map(|c| c.iter().fold(0f32, |m, v| m.max(v.abs())) > self.ceiling)
+            .collect();
+        let len = chunk.first().map_or(0, |c| c.len());
+        if self.gain == 1.0
+            && self.last_over.is_none()
+            && !loud.contains(&true)
+            && len >= self.lookahead
+        {
+            // Nothing near full scale held or in the chunk (the usual case): all but the last
+            // look-ahead passes on as it is, without being copied in.
+            let keep = len - self.lookahead;
+            if before > 0 {
+                self.hand_out(before, out);
+            }
+            if keep > 0 {
+                let part: Vec<&[f32]> = chunk.iter().map(|c| &c[..keep]).collect();
+                out(&part);
+            }
+            for (h, c) in self.held.iter_mut().zip(chunk) {
+                h.extend_from_slice(&c[keep..]);
+            }
+            return;
+        }
+        for ((h, c), loud) in self.held.iter_mut().zip(chunk).zip(loud) {
             if loud {
                 let last = c
                     .iter()
@@ -89,50 +116,68 @@ impl Limiter {
         if n == 0 {
             return;
         }
-        let len = self.held[0].len();
-        let need = |i: usize| {
-            let p = self.held.iter().map(|c| c[i].abs()).fold(0.0, f32::max);
-            if p > self.ceiling {
-                self.ceiling / p
-            } else {
-                1.0
-            }
-        };
         if self.gain == 1.0 && self.last_over.is_none() {
             // Nothing near full scale (the usual case): pass the samples through as they are.
             self.hand_out(n, out);
             return;
         }
+        // The gain each sample needs: the ceiling over its loudest channel's level, computed
+        // channel by channel so the loops vectorise.
+        let mut gains = std::mem::take(&mut self.gains);
+        gains.clear();
+        gains.extend(self.held[0].iter().map(|v| v.abs()));
+        for c in &self.held[1..] {
+            for (g, v) in gains.iter_mut().zip(c) {
+                *g = g.max(v.abs());
+            }
+        }
+        let ceiling = self.ceiling;
+        for g in gains.iter_mut() {
+            *g = if *g > ceiling { ceiling / *g } else { 1.0 };
+        }
         // Backwards: every sample's gain reaches `attack` samples ahead (a smoothed running
         // minimum), so the gain is already down when the peak arrives.
-        let mut gains = vec![1f32; len];
+        let step = 1.0 / self.attack as f32;
         let mut next = 1.0f32;
-        for i in (0..len).rev() {
-            next = next + (1.0 - next) / self.attack as f32;
+        for g in gains.iter_mut().rev() {
+            // Far from any peak nothing changes (most samples, even in loud music): skip.
+            if next == 1.0 && *g == 1.0 {
+                continue;
+            }
+            next += (1.0 - next) * step;
             // In f32 the approach to unity stalls a few millionths short: snap, so sound far
             // from any peak passes untouched.
             if next > 1.0 - 1e-5 {
                 next = 1.0;
             }
-            next = next.min(need(i));
-            gains[i] = next;
+            if *g < next {
+                next = *g;
+            }
+            *g = next;
         }
         // Forwards: recover towards unity over the release time, never above what is needed.
+        let (mut gain, mut worst) = (self.gain, self.worst);
         for g in gains[..n].iter_mut() {
-            self.gain += (1.0 - self.gain) * self.release;
-            if self.gain > 1.0 - 1e-5 {
-                self.gain = 1.0;
+            if gain == 1.0 && *g == 1.0 {
+                continue;
             }
-            self.gain = self.gain.min(*g);
-            *g = self.gain;
-            self.worst = self.worst.min(self.gain);
+            gain += (1.0 - gain) * self.release;
+            if gain > 1.0 - 1e-5 {
+                gain = 1.0;
+            }
+            if *g < gain {
+                gain = *g;
+            }
+            *g = gain;
+            worst = worst.min(gain);
         }
-        let ceiling = self.ceiling;
+        (self.gain, self.worst) = (gain, worst);
         for c in self.held.iter_mut() {
             for (x, g) in c[..n].iter_mut().zip(&gains) {
                 *x = (*x * g).clamp(-ceiling, ceiling);
             }
         }
+        self.gains = gains;
         self.hand_out(n, out);
     }
 
@@ -144,6 +189,47 @@ impl Limiter {
             c.drain(..n);
         }
         self.last_over = self.last_over.and_then(|l| l.checked_sub(n));
+    }
+}
+
+/// Samples queued at the back and taken from the front. Taken samples are dropped by moving
+/// the rest down only once they outnumber what remains, so each sample moves once at most
+/// (`Vec::drain` from the front moved everything still held, a block and more, every time).
+#[derive(Clone, Debug, Default)]
+struct Fifo {
+    buf: Vec<f32>,
+    start: usize,
+}
+
+impl Fifo {
+    fn extend_from_slice(&mut self, x: &[f32]) {
+        self.buf.extend_from_slice(x);
+    }
+
+    fn resize(&mut self, len: usize, value: f32) {
+        self.buf.resize(self.start + len, value);
+    }
+
+    /// Drops the first `n` samples (all of them when fewer are queued).
+    fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.buf.len());
+        if self.start >= self.buf.len() - self.start {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+}
+
+impl std::ops::Deref for Fifo {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.buf[self.start..]
+    }
+}
+
+impl std::ops::DerefMut for Fifo {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.buf[self.start..]
     }
 }
 
@@ -177,7 +263,7 @@ struct Watermarking {
     sign: Vec<f32>,
     modulator: Modulator,
     /// The unit change from `StreamMarker::base` on (longer than `held` by up to a frame).
-    change: Vec<f32>,
+    change: Fifo,
     /// The next frame to compute; frame `t` covers samples `(t-1)·h .. (t+1)·h`.
     next_frame: usize,
     /// Strength per block of `block` samples (`None`: nothing to modulate there), from block
@@ -199,7 +285,7 @@ pub struct StreamMarker {
     /// Samples per strength block: one period of the pattern.
     block: usize,
     /// Input not yet handed on, per channel, from absolute sample `base` on.
-    held: Vec<Vec<f32>>,
+    held: Vec<Fifo>,
     base: usize,
     received: usize,
     wm: Option<Watermarking>,
@@ -208,7 +294,6 @@ pub struct StreamMarker {
     duck: Option<Duck>,
     inserts: Vec<(usize, Vec<Vec<f32>>)>,
     limiter: Limiter,
-    scratch: Vec<Vec<f32>>,
     /// The watermark's strength per sample of the stretch being handed on.
     gains: Vec<f32>,
 }
@@ -220,7 +305,7 @@ impl StreamMarker {
         let wm = layers.watermark.map(|(key, payload)| Watermarking {
             sign: watermark::pattern(key, payload),
             modulator: Modulator::new(h),
-            change: Vec::new(),
+            change: Fifo::default(),
             next_frame: 0,
             strengths: Vec::new(),
             first_block: 0,
@@ -241,7 +326,7 @@ impl StreamMarker {
             channels,
             h,
             block: PERIOD * h,
-            held: vec![Vec::new(); channels],
+            held: vec![Fifo::default(); channels],
             base: 0,
             received: 0,
             wm,
@@ -250,7 +335,6 @@ impl StreamMarker {
             duck,
             inserts: layers.inserts.iter().rev().cloned().collect(),
             limiter: Limiter::new(sample_rate, channels),
-            scratch: vec![Vec::new(); channels],
             gains: Vec::new(),
         }
     }
@@ -412,14 +496,10 @@ impl StreamMarker {
         own + (edge - own) * frac
     }
 
-    /// Adds the watermark and the tone to the held sound below absolute sample `upto` and
-    /// passes it to the limiter.
+    /// Adds the watermark and the tone to the held sound below absolute sample `upto`, in
+    /// place (no frame still to come reads it), and passes it to the limiter.
     fn emit(&mut self, upto: usize, out: &mut dyn FnMut(&[&[f32]])) {
         let (base, len) = (self.base, upto - self.base);
-        for (s, h) in self.scratch.iter_mut().zip(&self.held) {
-            s.clear();
-            s.extend_from_slice(&h[..len]);
-        }
         if let Some(w) = &mut self.wm {
             // The strength is linear between a block's start, centre and end: per piece, a
             // start value and a step.
@@ -436,9 +516,10 @@ impl StreamMarker {
                 gains.extend((0..n).map(|k| a + step * k as f32));
                 i = piece_end;
             }
-            for s in self.scratch.iter_mut() {
+            for s in self.held.iter_mut() {
+                let s = &mut s[..len];
                 w.host += watermark::energy(s);
-                for ((x, g), d) in s.iter_mut().zip(gains.iter()).zip(&w.change) {
+                for ((x, g), d) in s.iter_mut().zip(gains.iter()).zip(w.change.iter()) {
                     *x += g * d;
                 }
             }
@@ -455,7 +536,7 @@ impl StreamMarker {
                 })
                 .sum();
             w.applied += applied * self.channels as f64;
-            w.change.drain(..len.min(w.change.len()));
+            w.change.consume(len);
             // Keep the strengths the ramp of what is still held can reach (one block back).
             let keep_from = (upto / self.block).saturating_sub(1);
             while w.first_block < keep_from && !w.strengths.is_empty() {
@@ -468,22 +549,18 @@ impl StreamMarker {
             let t0 = self.tone_at;
             let (d0, d1) = duck.reach(t0, usize::MAX);
             let (from, to) = (d0.max(base), d1.min(upto));
-            for s in self.scratch.iter_mut() {
+            for s in self.held.iter_mut() {
                 for i in from..to {
                     s[i - base] *= duck.gain(i as isize - t0 as isize);
                 }
             }
             let (from, to) = (t0.max(base), (t0 + self.tone.len()).min(upto));
-            for s in self.scratch.iter_mut() {
+            for s in self.held.iter_mut() {
                 for i in from..to {
                     s[i - base] += self.tone[i - t0];
                 }
             }
         }
-        for h in self.held.iter_mut() {
-            h.drain(..len);
-        }
-        self.base = upto;
         // Into the limiter, with the inserts that fall in this stretch put in their places.
         let mut from = 0;
         while let Some((at, _)) = self.inserts.last() {
@@ -491,15 +568,19 @@ impl StreamMarker {
                 break;
             }
             let to = at.saturating_sub(base).max(from);
-            let part: Vec<&[f32]> = self.scratch.iter().map(|c| &c[from..to]).collect();
+            let part: Vec<&[f32]> = self.held.iter().map(|c| &c[from..to]).collect();
             self.limiter.push(&part, out);
             let (_, block) = self.inserts.pop().expect("looked at");
             let chans: Vec<&[f32]> = block.iter().map(Vec::as_slice).collect();
             self.limiter.push(&chans, out);
             from = to;
         }
-        let part: Vec<&[f32]> = self.scratch.iter().map(|c| &c[from..]).collect();
+        let part: Vec<&[f32]> = self.held.iter().map(|c| &c[from..len]).collect();
         self.limiter.push(&part, out);
+        for h in self.held.iter_mut() {
+            h.consume(len);
+        }
+        self.base = upto;
     }
 }
 
