@@ -84,7 +84,7 @@ pub fn read_all(reader: &mut dyn ChunkReader, limit: Option<usize>) -> Result<Pc
 }
 
 /// What the detectors read: the channels' mean, brought down to about 11 kHz while reading
-/// (`aigc_dsp::resample`), so only that is ever held: 23 MB for 20 minutes of 44.1 kHz
+/// (`aigc_dsp::resample`), so only that is ever held: 53 MB for 20 minutes of 44.1 kHz
 /// stereo, against 424 MB for the decoded channels. Both detectors look below 5 kHz. At most
 /// the first `limit_seconds`.
 pub fn read_for_detection(
