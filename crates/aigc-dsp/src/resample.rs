@@ -40,6 +40,7 @@ pub struct Decimator {
 }
 
 impl Decimator {
+    /// A decimator by `factor` (see [`decimation_for`]); 1 passes the sound through.
     pub fn new(factor: usize) -> Decimator {
         let factor = factor.max(1);
         let taps = if factor == 1 {
