@@ -38,25 +38,7 @@ fn source(dir: &Path, name: &str, codec_args: &[&str]) -> PathBuf {
 }
 
 fn probe(path: &Path) -> Value {
-    let o = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_streams",
-            "-show_format",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe");
-    assert!(
-        o.status.success(),
-        "ffprobe {}: {}",
-        path.display(),
-        stderr(&o)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
+    ffprobe_json(path, &["-show_streams", "-show_format"])
 }
 
 /// A tag from the container or the audio stream, whatever its case.

@@ -43,32 +43,14 @@ fn independent_label(path: &Path) -> String {
     let name = path.file_name().unwrap().to_str().unwrap();
     let out = if name.ends_with(".wav") {
         tool("exiftool", &["-u", "-b", "-RIFF:Unknown_AIGC", p])
-    } else if name.ends_with(".ogg") || name.ends_with(".opus") {
-        tool(
-            "ffprobe",
-            &[
-                "-v",
-                "error",
-                "-show_entries",
-                "stream_tags=AIGC",
-                "-of",
-                "default=nw=1:nk=1",
-                p,
-            ],
-        )
     } else {
-        tool(
-            "ffprobe",
-            &[
-                "-v",
-                "error",
-                "-show_entries",
-                "format_tags=AIGC",
-                "-of",
-                "default=nw=1:nk=1",
-                p,
-            ],
-        )
+        // Ogg carries the label as a stream comment, the other containers as a format tag.
+        let entry = if name.ends_with(".ogg") || name.ends_with(".opus") {
+            "stream_tags=AIGC"
+        } else {
+            "format_tags=AIGC"
+        };
+        ffprobe(path, &["-show_entries", entry, "-of", "default=nw=1:nk=1"])
     };
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -188,16 +170,13 @@ fn other_tags_survive() {
         let input = dir.path().join(name);
         let out = dir.path().join(format!("m-{name}"));
         mark(&input, &out, "keep");
-        let o = tool(
-            "ffprobe",
+        let o = ffprobe(
+            &out,
             &[
-                "-v",
-                "error",
                 "-show_entries",
                 "format_tags=title",
                 "-of",
                 "default=nw=1:nk=1",
-                out.to_str().unwrap(),
             ],
         );
         assert!(

@@ -83,36 +83,20 @@ fn source(dir: &Path) -> PathBuf {
 }
 
 fn probe(path: &Path) -> Value {
-    let o = tool(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_streams",
-            "-show_format",
-            "-show_chapters",
-            path.to_str().unwrap(),
-        ],
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
+    ffprobe_json(path, &["-show_streams", "-show_format", "-show_chapters"])
 }
 
 /// The video packets' presentation times, sorted, as ffprobe reads them.
 fn video_times(path: &Path) -> Vec<String> {
-    let o = tool(
-        "ffprobe",
+    let o = ffprobe(
+        path,
         &[
-            "-v",
-            "error",
             "-select_streams",
             "v:0",
             "-show_entries",
             "packet=pts_time",
             "-of",
             "csv=p=0",
-            path.to_str().unwrap(),
         ],
     );
     let mut t: Vec<f64> = String::from_utf8_lossy(&o.stdout)
@@ -488,21 +472,15 @@ fn label_span_options_and_bad_input() {
 
 /// The first video stream's size and side data, as ffprobe reads them.
 fn video_stream(path: &Path) -> Value {
-    let o = tool(
-        "ffprobe",
+    let v = ffprobe_json(
+        path,
         &[
-            "-v",
-            "error",
             "-select_streams",
             "v:0",
             "-show_entries",
             "stream=width,height:stream_side_data=rotation",
-            "-of",
-            "json",
-            path.to_str().unwrap(),
         ],
     );
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     v["streams"][0].clone()
 }
 

@@ -111,6 +111,24 @@ pub fn ffmpeg(args: &[&str]) {
     assert!(o.status.success(), "ffmpeg {args:?}: {}", stderr(&o));
 }
 
+/// `ffprobe -v error ARGS PATH`: the independent reading of a media file.
+pub fn ffprobe(path: &Path, args: &[&str]) -> Output {
+    let path = path.to_str().unwrap();
+    tool("ffprobe", &[&["-v", "error"][..], args, &[path]].concat())
+}
+
+/// [`ffprobe`] with JSON output, parsed.
+pub fn ffprobe_json(path: &Path, args: &[&str]) -> serde_json::Value {
+    let o = ffprobe(path, &[args, &["-of", "json"][..]].concat());
+    assert!(
+        o.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        stderr(&o)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// Runs an external tool that `.ci/run` installs; a missing tool fails the test loudly.
 pub fn tool(program: &str, args: &[&str]) -> Output {
     Command::new(program)

@@ -59,19 +59,19 @@ pub fn mix(channels: &[&[f32]]) -> Vec<f32> {
 /// codec (Opus): the caller falls back to FFmpeg.
 pub fn decode_symphonia(path: &Path) -> Result<Option<Pcm>, String> {
     SymphoniaReader::open(path)?
-        .map(|mut r| read_all(&mut r, None))
+        .map(|mut r| read_all(&mut r))
         .transpose()
 }
 
-/// Everything `reader` hands out (its first `limit` samples per channel at most).
-pub fn read_all(reader: &mut dyn ChunkReader, limit: Option<usize>) -> Result<Pcm, String> {
+/// Everything `reader` hands out.
+pub fn read_all(reader: &mut dyn ChunkReader) -> Result<Pcm, String> {
     let mut pcm = Pcm {
         sample_rate: reader.sample_rate(),
         channels: vec![Vec::new(); reader.channels()],
         damaged_packets: 0,
     };
     let mut chunk = vec![Vec::new(); reader.channels()];
-    while limit.is_none_or(|l| pcm.len() < l) && reader.next_chunk(&mut chunk)? {
+    while reader.next_chunk(&mut chunk)? {
         for (c, part) in pcm.channels.iter_mut().zip(&chunk) {
             c.extend_from_slice(part);
         }
@@ -83,6 +83,34 @@ pub fn read_all(reader: &mut dyn ChunkReader, limit: Option<usize>) -> Result<Pc
     Ok(pcm)
 }
 
+/// The channels' mean brought down to about 11 kHz as chunks arrive: what the detectors read.
+struct DetectionMix {
+    decimator: resample::Decimator,
+    rate: u32,
+    mono: Vec<f32>,
+}
+
+impl DetectionMix {
+    fn new(sample_rate: u32) -> DetectionMix {
+        let factor = resample::decimation_for(sample_rate);
+        DetectionMix {
+            decimator: resample::Decimator::new(factor),
+            rate: sample_rate / factor as u32,
+            mono: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, channels: &[&[f32]]) {
+        self.decimator.push(&mix(channels), &mut self.mono);
+    }
+
+    /// The mix and its rate.
+    fn finish(mut self) -> (Vec<f32>, u32) {
+        self.decimator.finish(&mut self.mono);
+        (self.mono, self.rate)
+    }
+}
+
 /// What the detectors read: the channels' mean, brought down to about 11 kHz while reading
 /// (`aigc_dsp::resample`), so only that is ever held: 53 MB for 20 minutes of 44.1 kHz
 /// stereo, against 424 MB for the decoded channels. Both detectors look below 5 kHz. At most
@@ -91,28 +119,22 @@ pub fn read_for_detection(
     reader: &mut dyn ChunkReader,
     limit_seconds: Option<f64>,
 ) -> Result<Pcm, String> {
-    let rate = reader.sample_rate();
-    let factor = resample::decimation_for(rate);
-    let limit = limit_seconds.map(|s| (s * rate as f64) as usize);
-    let mut decimator = resample::Decimator::new(factor);
-    let mut mono = Vec::new();
+    let limit = limit_seconds.map(|s| (s * reader.sample_rate() as f64) as usize);
+    let mut mix = DetectionMix::new(reader.sample_rate());
     let mut chunk = vec![Vec::new(); reader.channels()];
     let mut read = 0;
     while limit.is_none_or(|l| read < l) && reader.next_chunk(&mut chunk)? {
-        let chans: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
-        let mut mixed = mix(&chans);
-        if let Some(l) = limit {
-            mixed.truncate(l - read);
-        }
-        read += mixed.len();
-        decimator.push(&mixed, &mut mono);
+        let take = limit.map_or(usize::MAX, |l| l - read);
+        let chans: Vec<&[f32]> = chunk.iter().map(|c| &c[..c.len().min(take)]).collect();
+        read += chans.first().map_or(0, |c| c.len());
+        mix.push(&chans);
     }
-    decimator.finish(&mut mono);
+    let (mono, sample_rate) = mix.finish();
     if mono.is_empty() {
         return Err("the audio track holds no samples".into());
     }
     Ok(Pcm {
-        sample_rate: rate / factor as u32,
+        sample_rate,
         channels: vec![mono],
         damaged_packets: reader.damaged_packets(),
     })
@@ -121,12 +143,9 @@ pub fn read_for_detection(
 /// [`read_for_detection`] on sound already decoded: the channels' mean at about 11 kHz, and
 /// that rate.
 pub fn for_detection(channels: &[&[f32]], sample_rate: u32) -> (Vec<f32>, u32) {
-    let factor = resample::decimation_for(sample_rate);
-    let mut decimator = resample::Decimator::new(factor);
-    let mut mono = Vec::new();
-    decimator.push(&mix(channels), &mut mono);
-    decimator.finish(&mut mono);
-    (mono, sample_rate / factor as u32)
+    let mut mix = DetectionMix::new(sample_rate);
+    mix.push(channels);
+    mix.finish()
 }
 
 /// Decoded sound handed out a chunk at a time, so a long file is never held whole.

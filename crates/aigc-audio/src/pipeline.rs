@@ -68,7 +68,7 @@ fn open_reader(path: &Path, src: &transcode::Source) -> Result<Box<dyn ChunkRead
 /// Decodes a voice prompt recording (any format this crate reads).
 pub fn load_voice(path: &Path) -> Result<Pcm, String> {
     let src = transcode::probe(path)?.ok_or("no audio stream")?;
-    pcm::read_all(&mut *open_reader(path, &src)?, None)
+    pcm::read_all(&mut *open_reader(path, &src)?)
 }
 
 /// Whether `path` (of a container `is_audio_format` accepts) holds audio only. MP4 and Ogg
@@ -122,14 +122,16 @@ pub fn mark_file(
         (r, v) => inserts.extend(r.into_iter().chain(v)),
     }
     inserts.sort_by_key(|(at, ..)| *at);
+    let (blocks, kinds): (Vec<_>, Vec<Inserted>) = inserts
+        .into_iter()
+        .map(|(at, block, kind)| ((at, block), kind))
+        .unzip();
     // A mixed rhythm label sits at a sample fixed up front; at the end, from the stated length.
     let stated_len = src.seconds.map(|s| (s * sr as f64) as usize);
     let mixed = layers
         .rhythm
         .filter(|s| !s.insert)
         .map(|style| (style, rhythm::mixed_start(style, sr, stated_len)));
-    let blocks: Vec<(usize, Vec<Vec<f32>>)> =
-        inserts.iter().map(|(at, b, _)| (*at, b.clone())).collect();
     let marker = StreamMarker::new(
         sr,
         nch,
@@ -158,7 +160,7 @@ pub fn mark_file(
         ..SoundReport::default()
     };
     let mut before = 0;
-    for (at, block, what) in &inserts {
+    for ((at, block), what) in blocks.iter().zip(&kinds) {
         let start = (*at).min(len) + before;
         match what {
             Inserted::Rhythm(lead) => report.rhythm_at = Some((start + lead) as f64 / sr as f64),
@@ -167,10 +169,10 @@ pub fn mark_file(
         before += block[0].len();
     }
     if let (Some((_, at)), Some(t)) = (mixed, stream.rhythm_at) {
-        let shift: usize = inserts
+        let shift: usize = blocks
             .iter()
-            .filter(|(pos, ..)| *pos <= at)
-            .map(|(_, b, _)| b[0].len())
+            .filter(|(pos, _)| *pos <= at)
+            .map(|(_, b)| b[0].len())
             .sum();
         report.rhythm_at = Some(t + shift as f64 / sr as f64);
     }
@@ -231,6 +233,9 @@ fn stream_through(
 /// when the encoder's closing update is not passed on), so players show the duration.
 fn set_flac_total_samples(path: &Path, total: u64) -> std::io::Result<()> {
     use std::io::{Read, Seek, SeekFrom, Write};
+    if total >= 1 << 36 {
+        return Ok(());
+    }
     // "fLaC", the block header, then STREAMINFO: 10 bytes of block and frame sizes, 20 bits
     // of rate, 3 of channels, 5 of depth, and 36 bits of total samples from bit 4 of byte 21.
     let mut f = std::fs::OpenOptions::new()
@@ -239,9 +244,6 @@ fn set_flac_total_samples(path: &Path, total: u64) -> std::io::Result<()> {
         .open(path)?;
     let mut head = [0u8; 26];
     if f.read_exact(&mut head).is_err() || &head[..4] != b"fLaC" || head[4] & 0x7f != 0 {
-        return Ok(());
-    }
-    if total >= 1 << 36 {
         return Ok(());
     }
     head[21] = (head[21] & 0xf0) | ((total >> 32) as u8 & 0x0f);
@@ -260,8 +262,9 @@ pub struct SoundInspection {
     pub rhythm: Vec<RhythmFound>,
 }
 
-/// Decodes `path` (holding only what the detectors read) and looks for the watermark (when `key` is given) and the rhythm label.
-/// `Ok(None)`: not an audio-only file of a format this pipeline reads.
+/// Decodes `path`, holding only what the detectors read, and looks for the watermark (when
+/// `key` is given) and the rhythm label. `Ok(None)`: not an audio-only file of a format this
+/// pipeline reads.
 pub fn inspect_file(
     path: &Path,
     format: Format,

@@ -3,7 +3,6 @@
 //! container, codec, sample rate, channels, sample format and bitrate class, with the input's
 //! tags.
 
-use crate::Pcm;
 use ffmpeg_next as ff;
 use std::path::Path;
 use std::sync::Once;
@@ -329,14 +328,6 @@ fn sample_format(
         .find(|f| formats.contains(f))
         .or_else(|| formats.first().copied())
         .ok_or_else(|| "the encoder takes no sample format".to_string())
-}
-
-/// Encodes `pcm` into `out` as the same kind of file as `src` (container, codec, rate,
-/// channels, bitrate, tags). Samples must already lie in [-1, 1].
-pub fn encode(pcm: &Pcm, src: &Source, out: &Path) -> Result<String, String> {
-    let mut file = AudioFile::create(src, out, pcm.sample_rate, pcm.channels.len())?;
-    file.push(&pcm.slices())?;
-    file.finish()
 }
 
 /// An audio file being written: the same kind of file as a source (container, codec, rate,
