@@ -19,6 +19,8 @@ use image::DynamicImage;
 
 /// Tile side in pixels.
 pub const TILE: usize = 128;
+// The fold wraps fixed-point tile coordinates with a mask.
+const _: () = assert!(TILE.is_power_of_two());
 /// Band of DFT radii (in tile bins) the bits live in: periods of 128/20 = 6.4 to 128/6 = 21 px.
 const BAND: (f32, f32) = (6.0, 20.0);
 /// Target RMS of the luma change, in 8-bit grey levels (PSNR about 42 dB before clipping).
@@ -126,94 +128,177 @@ pub fn tile_scaled(key: &Key, payload: u64, factor: usize) -> Vec<f32> {
     out
 }
 
-/// Luma (BT.601 weights, which sum to 1, so a change added to R, G and B alike shows in full).
-fn luma(img: &DynamicImage) -> (Vec<f32>, usize, usize) {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let y = match img {
-        DynamicImage::ImageLuma8(b) => b.as_raw().iter().map(|&v| v as f32).collect(),
-        DynamicImage::ImageLumaA8(b) => b.as_raw().chunks_exact(2).map(|p| p[0] as f32).collect(),
-        DynamicImage::ImageRgb8(b) => b
-            .as_raw()
-            .chunks_exact(3)
-            .map(|p| 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32)
-            .collect(),
-        DynamicImage::ImageRgba8(b) => b
-            .as_raw()
-            .chunks_exact(4)
-            .map(|p| 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32)
-            .collect(),
-        other => other
-            .to_rgb32f()
-            .as_raw()
-            .chunks_exact(3)
-            .map(|p| 255.0 * (0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]))
-            .collect(),
-    };
-    (y, w, h)
+/// Luma (BT.601 weights, which sum to 1, so a change added to R, G and B alike shows in full)
+/// of the `w` x `h` region at (`x0`, `y0`), in 8-bit levels.
+fn luma(img: &DynamicImage, (x0, y0, w, h): (usize, usize, usize, usize)) -> Vec<f32> {
+    fn rows<S: Copy>(
+        raw: &[S],
+        n: usize,
+        color: bool,
+        stride: usize,
+        (x0, y0, w, h): (usize, usize, usize, usize),
+        level: impl Fn(S) -> f32,
+    ) -> Vec<f32> {
+        let mut out = vec![0f32; w * h];
+        for (y, o) in (y0..y0 + h).zip(out.chunks_exact_mut(w)) {
+            let row = &raw[(y * stride + x0) * n..(y * stride + x0 + w) * n];
+            if color {
+                for (o, p) in o.iter_mut().zip(row.chunks_exact(n)) {
+                    *o = 0.299 * level(p[0]) + 0.587 * level(p[1]) + 0.114 * level(p[2]);
+                }
+            } else {
+                for (o, p) in o.iter_mut().zip(row.chunks_exact(n)) {
+                    *o = level(p[0]);
+                }
+            }
+        }
+        out
+    }
+    let stride = img.width() as usize;
+    let rect = (x0, y0, w, h);
+    let of8 = |v: u8| v as f32;
+    let of16 = |v: u16| v as f32 * (255.0 / 65535.0);
+    match img {
+        DynamicImage::ImageLuma8(b) => rows(b.as_raw(), 1, false, stride, rect, of8),
+        DynamicImage::ImageLumaA8(b) => rows(b.as_raw(), 2, false, stride, rect, of8),
+        DynamicImage::ImageRgb8(b) => rows(b.as_raw(), 3, true, stride, rect, of8),
+        DynamicImage::ImageRgba8(b) => rows(b.as_raw(), 4, true, stride, rect, of8),
+        DynamicImage::ImageLuma16(b) => rows(b.as_raw(), 1, false, stride, rect, of16),
+        DynamicImage::ImageLumaA16(b) => rows(b.as_raw(), 2, false, stride, rect, of16),
+        DynamicImage::ImageRgb16(b) => rows(b.as_raw(), 3, true, stride, rect, of16),
+        DynamicImage::ImageRgba16(b) => rows(b.as_raw(), 4, true, stride, rect, of16),
+        other => rows(other.to_rgb32f().as_raw(), 3, true, stride, rect, |v| {
+            255.0 * v
+        }),
+    }
 }
 
-/// Box mean over a (2r+1)^2 window, edges clamped, by separable running sums.
-fn box_mean(v: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
-    let mut tmp = vec![0f32; w * h];
-    for y in 0..h {
-        let row = &v[y * w..(y + 1) * w];
-        let out = &mut tmp[y * w..(y + 1) * w];
-        let mut s = 0f32;
-        // Window [x - r, x + r] clamped; keep a running sum over clamped indices.
-        for i in 0..=r.min(w - 1) {
-            s += row[i];
-        }
-        for x in 0..w {
-            let lo = x.saturating_sub(r);
-            let hi = (x + r).min(w - 1);
-            out[x] = s / (hi - lo + 1) as f32;
-            if x + r + 1 < w {
-                s += row[x + r + 1];
-            }
-            if x >= r {
-                s -= row[x - r];
-            }
-        }
-    }
-    let mut out = vec![0f32; w * h];
-    let mut s = vec![0f32; w];
-    for y in 0..=r.min(h - 1) {
-        for (a, b) in s.iter_mut().zip(&tmp[y * w..(y + 1) * w]) {
-            *a += b;
-        }
-    }
-    for y in 0..h {
-        let lo = y.saturating_sub(r);
-        let hi = (y + r).min(h - 1);
-        let n = (hi - lo + 1) as f32;
-        for (o, a) in out[y * w..(y + 1) * w].iter_mut().zip(&s) {
-            *o = a / n;
-        }
-        if y + r + 1 < h {
-            for (a, b) in s.iter_mut().zip(&tmp[(y + r + 1) * w..(y + r + 2) * w]) {
-                *a += b;
-            }
-        }
-        if y >= r {
-            for (a, b) in s.iter_mut().zip(&tmp[(y - r) * w..(y - r + 1) * w]) {
-                *a -= b;
-            }
-        }
-    }
-    out
-}
-
-/// Local standard deviation over a (2r+1)^2 window.
-fn local_std(y: &[f32], w: usize, h: usize, r: usize) -> (Vec<f32>, Vec<f32>) {
-    let m = box_mean(y, w, h, r);
-    let sq: Vec<f32> = y.iter().map(|v| v * v).collect();
-    let m2 = box_mean(&sq, w, h, r);
-    let sd = m
-        .iter()
-        .zip(&m2)
-        .map(|(a, b)| (b - a * a).max(0.0).sqrt())
+/// Mean and mean square over a (2r+1)^2 window, edges clamped, handed to `emit(y, mean,
+/// mean_square)` one row at a time in order. Only 2r+2 rows of horizontal sums are held.
+/// Horizontal sums are taken outright (vectorised shifted adds); the column sums run, adding
+/// the row that enters and taking away the one that leaves, and are summed afresh every 32
+/// rows so float rounding cannot build up down a tall image.
+fn box_stats(
+    v: &mut [f32],
+    w: usize,
+    h: usize,
+    r: usize,
+    mut emit: impl FnMut(usize, &mut [f32], &[f32], &[f32]),
+) {
+    const FRESH_EVERY: usize = 32;
+    let k = 2 * r + 1;
+    let held = (k + 1).min(h);
+    // Scratch rows one cache line apart beyond their width: rows of a power-of-two width
+    // would otherwise all fall in the same L1 sets (about 3x slower at 2048 px).
+    let pitch = w + 16;
+    let mut scratch = vec![0f32; (2 * held + 5) * pitch];
+    let (hs, rest) = scratch.split_at_mut(held * pitch);
+    let (hq, rest) = rest.split_at_mut(held * pitch);
+    let mut rows = rest.chunks_exact_mut(pitch).map(|r| &mut r[..w]);
+    let mut next = || rows.next().expect("five scratch rows");
+    let (sq, col, col_sq, mean, mean_sq) = (next(), next(), next(), next(), next());
+    let per_col: Vec<f32> = (0..w)
+        .map(|x| 1.0 / (x.min(r) + (w - 1 - x).min(r) + 1) as f32)
         .collect();
-    (m, sd)
+    let edges: Vec<usize> = (0..w).filter(|&x| x < r || x + r >= w).collect();
+    // out[x] = sum of row[x - r..=x + r] for the interior; a width divisible by 3 goes in two
+    // steps of three taps (4 adds a pixel instead of 2r).
+    let mut part_row = vec![0f32; w];
+    let mut across = |row: &[f32], out: &mut [f32]| {
+        let part = &mut part_row;
+        out.fill(0.0);
+        if w > 2 * r {
+            let n = w - 2 * r;
+            if k.is_multiple_of(3) && k > 3 {
+                let third = k / 3;
+                // part[i] = row[i] + row[i + 1] + ... + row[i + third - 1]
+                let m = w + 1 - third;
+                part[..m].fill(0.0);
+                for d in 0..third {
+                    for (p, a) in part[..m].iter_mut().zip(&row[d..d + m]) {
+                        *p += a;
+                    }
+                }
+                for j in 0..3 {
+                    for (o, p) in out[r..r + n]
+                        .iter_mut()
+                        .zip(&part[j * third..j * third + n])
+                    {
+                        *o += p;
+                    }
+                }
+            } else {
+                for d in 0..k {
+                    for (o, a) in out[r..r + n].iter_mut().zip(&row[d..d + n]) {
+                        *o += a;
+                    }
+                }
+            }
+        }
+        for &x in &edges {
+            out[x] = row[x.saturating_sub(r)..=(x + r).min(w - 1)].iter().sum();
+        }
+    };
+    let add = |acc: &mut [f32], rows: &[f32], at: usize, sign: f32| {
+        for (a, b) in acc.iter_mut().zip(&rows[at * pitch..at * pitch + w]) {
+            *a += sign * b;
+        }
+    };
+    let mut ready = 0;
+    let mut window = (0, 0); // the rows now summed in col and col_sq, inclusive
+    for y in 0..h {
+        let (lo, hi) = (y.saturating_sub(r), (y + r).min(h - 1));
+        while ready <= hi {
+            let row = &v[ready * w..(ready + 1) * w];
+            let slot = (ready % held) * pitch;
+            across(row, &mut hs[slot..slot + w]);
+            sq.iter_mut().zip(row).for_each(|(s, a)| *s = a * a);
+            across(sq, &mut hq[slot..slot + w]);
+            ready += 1;
+        }
+        if y.is_multiple_of(FRESH_EVERY) {
+            col.fill(0.0);
+            col_sq.fill(0.0);
+            for i in lo..=hi {
+                add(col, hs, i % held, 1.0);
+                add(col_sq, hq, i % held, 1.0);
+            }
+        } else {
+            if hi > window.1 {
+                add(col, hs, hi % held, 1.0);
+                add(col_sq, hq, hi % held, 1.0);
+            }
+            if lo > window.0 {
+                add(col, hs, window.0 % held, -1.0);
+                add(col_sq, hq, window.0 % held, -1.0);
+            }
+        }
+        window = (lo, hi);
+        let per_row = 1.0 / (hi - lo + 1) as f32;
+        for ((((m, q), c), s), sq) in mean
+            .iter_mut()
+            .zip(mean_sq.iter_mut())
+            .zip(&per_col)
+            .zip(col.iter())
+            .zip(col_sq.iter())
+        {
+            *m = s * c * per_row;
+            *q = sq * c * per_row;
+        }
+        // Row y has been summed across already and is not read again: emit may overwrite it.
+        emit(y, &mut v[y * w..(y + 1) * w], mean, mean_sq);
+    }
+}
+
+/// Local standard deviation over a (2r+1)^2 window, edges clamped.
+fn local_sd(v: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
+    let mut sd = v.to_vec();
+    box_stats(&mut sd, w, h, r, |_, row, m, q| {
+        for ((s, m), q) in row.iter_mut().zip(m).zip(q) {
+            *s = (q - m * m).max(0.0).sqrt();
+        }
+    });
+    sd
 }
 
 /// Adds the watermark for `payload` to `img` in place, keeping its pixel type. Returns the
@@ -314,7 +399,7 @@ fn half_res_mask<S: Channel>(
 /// The perceptual mask from half-resolution luma: local standard deviation over 5 x 5 (about
 /// 10 x 10 pixels), over 4, clamped to 0.35-2.5.
 fn mask_from_half(half: &[f32], hw: usize, hh: usize) -> Vec<f32> {
-    let (_, sd) = local_std(half, hw, hh, 2);
+    let sd = local_sd(half, hw, hh, 2);
     sd.iter().map(|s| (s / 4.0).clamp(0.35, 2.5)).collect()
 }
 
@@ -381,26 +466,20 @@ fn add_luma<S: Channel>(raw: &mut [S], n: usize, alpha: bool, plan: &Plan) -> f6
 /// region weighs alike and the mask's texture dependence cancels.
 fn whitened(img: &DynamicImage) -> (Vec<f32>, usize, usize) {
     // Detection reads at most the central 2048 x 2048 pixels: plenty of tiles, bounded time.
-    let (iw, ih) = (img.width(), img.height());
-    let (cw, ch) = (iw.min(2048), ih.min(2048));
-    let central;
-    let img = if (cw, ch) == (iw, ih) {
-        img
-    } else {
-        central = img.crop_imm((iw - cw) / 2, (ih - ch) / 2, cw, ch);
-        &central
-    };
-    let (y, w, h) = luma(img);
-    (whiten(&y, w, h), w, h)
+    let (iw, ih) = (img.width() as usize, img.height() as usize);
+    let (w, h) = (iw.min(2048), ih.min(2048));
+    let y = luma(img, ((iw - w) / 2, (ih - h) / 2, w, h));
+    (whiten(y, w, h), w, h)
 }
 
-/// Local mean removed, divided by local contrast (luma in 8-bit levels).
-fn whiten(y: &[f32], w: usize, h: usize) -> Vec<f32> {
-    let (m, sd) = local_std(y, w, h, 4);
-    y.iter()
-        .zip(m.iter().zip(&sd))
-        .map(|(v, (m, s))| (v - m) / (s + 2.0))
-        .collect()
+/// Local mean removed, divided by local contrast (luma in 8-bit levels), in place.
+fn whiten(mut y: Vec<f32>, w: usize, h: usize) -> Vec<f32> {
+    box_stats(&mut y, w, h, 4, |_, row, m, q| {
+        for ((v, m), q) in row.iter_mut().zip(m).zip(q) {
+            *v = (*v - m) / ((q - m * m).max(0.0).sqrt() + 2.0);
+        }
+    });
+    y
 }
 
 /// A luma plane laid out the way video decoders hand it over: rows `stride` bytes apart,
@@ -581,7 +660,7 @@ impl FrameStack {
             }
             out.iter_mut().for_each(|v| *v *= to8);
         }
-        let r = whiten(&y, cw, ch);
+        let r = whiten(y, cw, ch);
         if self.frames == 0 {
             (self.sum, self.w, self.h) = (r, cw, ch);
         } else {
@@ -656,21 +735,41 @@ fn folded_spectra(
             for y in ys..ye {
                 let row = &r[y * w..(y + 1) * w];
                 if identity {
+                    // Whole runs of the row land on consecutive tile columns.
                     let base = (y % TILE) * TILE;
-                    for x in xs..xe {
-                        let i = base + x % TILE;
-                        acc[i] += row[x];
-                        cnt[i] += 1;
+                    let (sums, counts) = (&mut acc[base..base + TILE], &mut cnt[base..base + TILE]);
+                    let mut x = xs;
+                    while x < xe {
+                        let (off, n) = (x % TILE, (TILE - x % TILE).min(xe - x));
+                        for ((s, c), v) in sums[off..off + n]
+                            .iter_mut()
+                            .zip(&mut counts[off..off + n])
+                            .zip(&row[x..x + n])
+                        {
+                            *s += v;
+                            *c += 1;
+                        }
+                        x += n;
                     }
                 } else {
-                    let (yf, t) = (y as f32, TILE as f32);
-                    for x in xs..xe {
-                        let xf = x as f32;
-                        let u = ((a * xf + b * yf).rem_euclid(t) + 0.5) as usize % TILE;
-                        let v = ((c * xf + d * yf).rem_euclid(t) + 0.5) as usize % TILE;
-                        let i = v * TILE + u;
-                        acc[i] += row[x];
+                    // Tile coordinates step by (a, c) along a row, in 16.16 fixed point that
+                    // wraps at the tile for free (its side is a power of two). Each row starts
+                    // from an exact value, so rounded steps add at most 0.02 px over 2048 px.
+                    // The half pixel added at the start rounds to the nearest tile pixel.
+                    const ONE: f64 = 65536.0;
+                    let fixed = |v: f64| (v * ONE).round().rem_euclid(TILE as f64 * ONE) as u32;
+                    let (a, b, c, d) = (a as f64, b as f64, c as f64, d as f64);
+                    let (du, dv) = (fixed(a), fixed(c));
+                    let (xf, yf) = (xs as f64, y as f64);
+                    let (mut u, mut v) =
+                        (fixed(a * xf + b * yf + 0.5), fixed(c * xf + d * yf + 0.5));
+                    for &value in &row[xs..xe] {
+                        let i = ((v >> 16) as usize & (TILE - 1)) * TILE
+                            + ((u >> 16) as usize & (TILE - 1));
+                        acc[i] += value;
                         cnt[i] += 1;
+                        u = u.wrapping_add(du);
+                        v = v.wrapping_add(dv);
                     }
                 }
             }
@@ -850,32 +949,43 @@ fn sync_spectrum(r: &[f32], w: usize, h: usize) -> Option<SyncSpectrum> {
         }) / nh as f32
     };
     let nr = 512;
-    let ring_of = |ky: usize, kx: usize| {
-        ((fy_of(ky).hypot(kx as f32 / nw as f32)) * 2.0 * (nr - 1) as f32).round() as usize
-    };
-    let (mut ring, mut ring_n) = (vec![0f32; nr * 2], vec![0f32; nr * 2]);
+    // Each bin's ring: its normalised radius in steps of 1/(2 (nr - 1)).
+    let fx_sq: Vec<f32> = (0..sw).map(|k| (k as f32 / nw as f32).powi(2)).collect();
+    let mut ring_of = vec![0u16; nh * sw];
     for ky in 0..nh {
-        for kx in 0..sw {
-            let rr = ring_of(ky, kx);
-            ring[rr] += power[ky * sw + kx];
-            ring_n[rr] += 1.0;
+        let fy_sq = fy_of(ky).powi(2);
+        for (r, fx_sq) in ring_of[ky * sw..(ky + 1) * sw].iter_mut().zip(&fx_sq) {
+            *r = ((fy_sq + fx_sq).sqrt() * 2.0 * (nr - 1) as f32 + 0.5) as u16;
         }
     }
+    let (mut ring, mut ring_n) = (vec![0f32; nr * 2], vec![0f32; nr * 2]);
+    for (&rr, &p) in ring_of.iter().zip(&power) {
+        ring[rr as usize] += p;
+        ring_n[rr as usize] += 1.0;
+    }
+    let ring_mean: Vec<f32> = ring
+        .iter()
+        .zip(&ring_n)
+        .map(|(s, n)| 1.0 / (s / n.max(1.0)).max(1e-12))
+        .collect();
     let near_block = |k: usize, len: usize| {
         // Distance in bins to the nearest multiple of len/8 cycles.
         let f = k as f32 * 8.0 / len as f32;
         (f - f.round()).abs() * len as f32 / 8.0 <= 1.5
     };
+    let quiet_col: Vec<bool> = (0..sw).map(|kx| kx <= 1 || near_block(kx, nw)).collect();
     for ky in 0..nh {
-        for kx in 0..sw {
-            let rr = ring_of(ky, kx);
-            let i = ky * sw + kx;
-            let quiet =
-                kx <= 1 || ky <= 1 || ky >= nh - 1 || near_block(kx, nw) || near_block(ky, nh);
-            power[i] = if quiet {
+        let quiet_row = ky <= 1 || ky >= nh - 1 || near_block(ky, nh);
+        let span = ky * sw..(ky + 1) * sw;
+        for ((p, &rr), &quiet) in power[span.clone()]
+            .iter_mut()
+            .zip(&ring_of[span])
+            .zip(&quiet_col)
+        {
+            *p = if quiet_row || quiet {
                 0.0
             } else {
-                power[i] / (ring[rr] / ring_n[rr]).max(1e-12)
+                *p * ring_mean[rr as usize]
             };
         }
     }
@@ -890,44 +1000,57 @@ fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<Grid> {
         .all_bins()
         .map(|(ky, kx)| (kx as f32, ky as f32))
         .collect();
-    // Where each layout bin lands in the window's half spectrum for a scale and rotation.
-    let predicted = |scale: f32, rot: f32| {
+    // The strongest of the four bins whose corner is (kx, ky) (ky signed, wrapping), for the
+    // coarse grid: a predicted frequency reads the four bins around it in one look-up.
+    // Predicted frequencies stay inside |f| < 0.35 of the window (radius 20 at scale 0.45),
+    // so neither the Nyquist row nor the last column is ever read.
+    let mut corner_max = vec![0f32; nh * sw];
+    for ky in 0..nh {
+        let (row, next) = (&power[ky * sw..(ky + 1) * sw], (ky + 1) % nh);
+        let below = &power[next * sw..(next + 1) * sw];
+        for kx in 0..sw - 1 {
+            corner_max[ky * sw + kx] = row[kx].max(row[kx + 1]).max(below[kx]).max(below[kx + 1]);
+        }
+    }
+    // The bins turned by each rotation of the grid, folded into the stored half plane (the
+    // fold depends on the rotation only, the scale multiplies both coordinates alike).
+    let turned = |rot: f32| -> Vec<(f32, f32)> {
+        let (sn, cs) = rot.sin_cos();
+        bins.iter()
+            .map(|&(kx, ky)| {
+                let (fx, fy) = (cs * kx - sn * ky, sn * kx + cs * ky);
+                if fx < 0.0 {
+                    (-fx, -fy)
+                } else {
+                    (fx, fy)
+                }
+            })
+            .collect()
+    };
+    let score = |scale: f32, turned: &[(f32, f32)]| -> f32 {
         let (gx, gy) = (
             nw as f32 / (TILE as f32 * scale),
             nh as f32 / (TILE as f32 * scale),
         );
-        let (sn, cs) = rot.sin_cos();
-        bins.iter().map(move |&(kx, ky)| {
-            let (fx, fy) = (gx * (cs * kx - sn * ky), gy * (sn * kx + cs * ky));
-            if fx < 0.0 {
-                (-fx, -fy)
-            } else {
-                (fx, fy)
-            }
-        })
-    };
-    let score = |scale: f32, rot: f32| -> f32 {
         let mut sum = 0f32;
-        for (fx, fy) in predicted(scale, rot) {
-            let (x0, y0) = (fx.floor() as i64, fy.floor() as i64);
-            // The strongest of the four bins around the predicted frequency.
-            let mut best = 0f32;
-            for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-                let (x, y) = (x0 + dx, y0 + dy);
-                if x < sw as i64 && y.unsigned_abs() < nh as u64 / 2 {
-                    best = best.max(power[y.rem_euclid(nh as i64) as usize * sw + x as usize]);
-                }
+        for &(tx, ty) in turned {
+            // Floors by truncation of non-negative values: fx >= 0, and fy + nh > 0.
+            // (Through i32: a float to i32 conversion is one instruction, to usize is not.)
+            let x0 = (gx * tx) as i32 as usize;
+            let mut y0 = (gy * ty + nh as f32) as i32 as usize;
+            if y0 >= nh {
+                y0 -= nh;
             }
-            sum += best;
+            sum += corner_max[y0 * sw + x0];
         }
         sum / bins.len() as f32
     };
     if std::env::var_os("AIGC_WM_DEBUG").is_some() {
         eprintln!(
             "score at identity {:.2}, 0.5 {:.2}, 0.75 {:.2}",
-            score(1.0, 0.0),
-            score(0.5, 0.0),
-            score(0.75, 0.0)
+            score(1.0, &turned(0.0)),
+            score(0.5, &turned(0.0)),
+            score(0.75, &turned(0.0))
         );
     }
     // Scales 0.45-1.7 in 0.4% steps, rotations within 5 degrees in quarter degrees.
@@ -937,10 +1060,10 @@ fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<Grid> {
         .collect();
     let rots: Vec<f32> = (-6..=6).map(|i| (i as f32 * 0.5).to_radians()).collect();
     let mut grid_scores = vec![0f32; scales.len() * rots.len()];
-    for (si, &sc) in scales.iter().enumerate() {
-        // Bins above the window's Nyquist frequency cannot be seen: skip scales that need them.
-        for (ri, &ro) in rots.iter().enumerate() {
-            grid_scores[si * rots.len() + ri] = score(sc, ro);
+    for (ri, &ro) in rots.iter().enumerate() {
+        let turned = turned(ro);
+        for (si, &sc) in scales.iter().enumerate() {
+            grid_scores[si * rots.len() + ri] = score(sc, &turned);
         }
     }
     let count = grid_scores.len() as f32;
@@ -985,24 +1108,20 @@ fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<Grid> {
         }
     }
     // Sharper score for refinement: power interpolated at the predicted frequency.
-    let fine = |scale: f32, rot: f32| -> f32 {
+    let fine = |scale: f32, turned: &[(f32, f32)]| -> f32 {
+        let (gx, gy) = (
+            nw as f32 / (TILE as f32 * scale),
+            nh as f32 / (TILE as f32 * scale),
+        );
         let mut sum = 0f32;
-        for (fx, fy) in predicted(scale, rot) {
-            let (x0, y0) = (fx.floor(), fy.floor());
-            let (ax, ay) = (fx - x0, fy - y0);
-            let mut v = 0f32;
-            for (dx, dy, wgt) in [
-                (0, 0, (1.0 - ax) * (1.0 - ay)),
-                (1, 0, ax * (1.0 - ay)),
-                (0, 1, (1.0 - ax) * ay),
-                (1, 1, ax * ay),
-            ] {
-                let (x, y) = (x0 as i64 + dx, y0 as i64 + dy);
-                if x < sw as i64 && y.unsigned_abs() < nh as u64 / 2 {
-                    v += wgt * power[y.rem_euclid(nh as i64) as usize * sw + x as usize];
-                }
-            }
-            sum += v;
+        for &(tx, ty) in turned {
+            let (fx, fy) = (gx * tx, gy * ty + nh as f32);
+            let (x0, y0) = (fx as i32, fy as i32);
+            let (ax, ay) = (fx - x0 as f32, fy - y0 as f32);
+            let (x0, y0) = (x0 as usize, y0 as usize % nh);
+            let (row, below) = (y0 * sw, (y0 + 1) % nh * sw);
+            sum += (1.0 - ay) * ((1.0 - ax) * power[row + x0] + ax * power[row + x0 + 1])
+                + ay * ((1.0 - ax) * power[below + x0] + ax * power[below + x0 + 1]);
         }
         sum
     };
@@ -1010,13 +1129,12 @@ fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<Grid> {
         .into_iter()
         .map(|(si, ri)| {
             let (mut best, mut bs, mut br) = (f32::MIN, scales[si], rots[ri]);
-            for i in -6..=6 {
-                for j in -6..=6 {
-                    let (sc, ro) = (
-                        scales[si] * 1.001f32.powi(i),
-                        rots[ri] + (j as f32 * 0.05).to_radians(),
-                    );
-                    let v = fine(sc, ro);
+            for j in -6..=6 {
+                let ro = rots[ri] + (j as f32 * 0.05).to_radians();
+                let turned = turned(ro);
+                for i in -6..=6 {
+                    let sc = scales[si] * 1.001f32.powi(i);
+                    let v = fine(sc, &turned);
                     if v > best {
                         (best, bs, br) = (v, sc, ro);
                     }
@@ -1133,5 +1251,47 @@ pub fn detect_prepared(p: &Prepared, key: &Key) -> Detection {
             rotation_deg: g.rotation.to_degrees(),
         }),
         best_guess: best_guess.unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Mean and mean square of the clamped window, summed the slow way.
+    fn naive(v: &[f32], w: usize, h: usize, r: usize, x: usize, y: usize) -> (f32, f32) {
+        let (mut s, mut q, mut n) = (0f64, 0f64, 0f64);
+        for yy in y.saturating_sub(r)..=(y + r).min(h - 1) {
+            for xx in x.saturating_sub(r)..=(x + r).min(w - 1) {
+                let a = v[yy * w + xx] as f64;
+                (s, q, n) = (s + a, q + a * a, n + 1.0);
+            }
+        }
+        ((s / n) as f32, (q / n) as f32)
+    }
+
+    #[test]
+    fn box_stats_match_the_clamped_window_at_every_pixel() {
+        let mut rng = aigc_dsp::KeyedRng::new(&[7; 32], "box stats");
+        // Sizes below, at and above the window, a power-of-two width, and a height past the
+        // column sums' refresh interval.
+        for (w, h, r) in [(1, 1, 4), (5, 3, 4), (9, 9, 4), (10, 40, 4), (64, 70, 4), (33, 5, 2)] {
+            let v: Vec<f32> = (0..w * h)
+                .map(|_| (rng.next_u64() % 256) as f32 + 0.25)
+                .collect();
+            let mut rows = v.clone();
+            let mut seen = 0;
+            box_stats(&mut rows, w, h, r, |y, row, m, q| {
+                assert_eq!(y, seen, "rows in order");
+                seen += 1;
+                for x in 0..w {
+                    let (em, eq) = naive(&v, w, h, r, x, y);
+                    assert!((m[x] - em).abs() < 1e-3, "mean at ({x},{y}) of {w}x{h}");
+                    assert!((q[x] - eq).abs() < 0.05, "mean square at ({x},{y}) of {w}x{h}");
+                }
+                row.fill(0.0);
+            });
+            assert_eq!(seen, h);
+        }
     }
 }
