@@ -205,6 +205,9 @@ fn video_gets_every_label_and_keeps_everything_else() {
     let out = dir.path().join("out.mp4");
     let r = mark_report(&src, &out, &["--produce-id", "video-1"]);
     assert_eq!(r["encoder"], "libx264", "{r}");
+    // A plain MP4 stays plain (see a_fragmented_mp4_stays_fragmented for the other kind).
+    assert_eq!(r["fragmented"], false, "{r}");
+    assert_eq!(top_level_count(&out, "moof"), 0);
     let (pi, po) = (probe(&src), probe(&out));
     // Codec, size, pixel format, frame count and every timestamp kept (variable rate too).
     let (vi, vo) = (&pi["streams"][0], &po["streams"][0]);
@@ -468,6 +471,153 @@ fn label_span_options_and_bad_input() {
     assert!(outdir.join("clip.mp4").exists());
     assert!(!outdir.join("bad.mp4").exists());
     assert_eq!(std::fs::read(&bad).unwrap(), bytes[..bytes.len() / 3]);
+}
+
+/// How many top-level boxes of type `kind` an MP4 holds.
+fn top_level_count(path: &Path, kind: &str) -> usize {
+    bmff_boxes(&std::fs::read(path).unwrap())
+        .iter()
+        .filter(|(t, _)| t == kind)
+        .count()
+}
+
+/// Presentation times of the first video stream's keyframes, as ffprobe reads the packets.
+fn keyframe_times(path: &Path) -> Vec<String> {
+    let o = ffprobe(
+        path,
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time,flags",
+            "-of",
+            "csv=p=0",
+        ],
+    );
+    let mut times: Vec<String> = stdout(&o)
+        .lines()
+        .filter(|l| l.split(',').nth(1).is_some_and(|f| f.starts_with('K')))
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .collect();
+    times.sort();
+    times
+}
+
+/// Frames of the first video stream, as ffprobe counts them by decoding.
+fn decoded_frames(path: &Path) -> String {
+    let o = ffprobe(
+        path,
+        &[
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ],
+    );
+    stdout(&o).trim().to_string()
+}
+
+/// A fragmented MP4 (as live recorders and CMAF packagers write it) is marked into a
+/// fragmented MP4 that decodes to the last frame and carries the label where ffprobe reads it.
+#[test]
+fn a_fragmented_mp4_stays_fragmented() {
+    let dir = workdir();
+    let src = source(dir.path());
+    let frag = dir.path().join("frag.mp4");
+    // A keyframe every second, a fragment at each.
+    ffmpeg(&[
+        "-i",
+        src.to_str().unwrap(),
+        "-map",
+        "0:v",
+        "-map",
+        "0:a",
+        "-c:v",
+        "libx264",
+        "-g",
+        "25",
+        "-c:a",
+        "copy",
+        "-movflags",
+        "frag_keyframe+empty_moov+default_base_moof",
+        frag.to_str().unwrap(),
+    ]);
+    let fragments = top_level_count(&frag, "moof");
+    assert!(fragments >= 8, "the source has {fragments} fragments");
+    let out = dir.path().join("frag-out.mp4");
+    let r = mark_report(&frag, &out, &["--no-rhythm"]);
+    assert_eq!(r["fragmented"], true, "{r}");
+    // Fragmented the same way: the same keyframes, as many fragments, every frame's time.
+    assert_eq!(keyframe_times(&out), keyframe_times(&frag));
+    assert_eq!(video_times(&out), video_times(&frag));
+    assert_eq!(top_level_count(&out, "moof"), fragments);
+    assert_eq!(decoded_frames(&frag), decoded_frames(&out));
+    let o = tool(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-i",
+            out.to_str().unwrap(),
+            "-f",
+            "null",
+            "-",
+        ],
+    );
+    assert!(
+        o.status.success() && stderr(&o).is_empty(),
+        "{}",
+        stderr(&o)
+    );
+    assert!(probe(&out)["format"]["tags"]["AIGC"].is_string());
+    let v = verify_json(&out);
+    assert_eq!(v["verdict"], "compliant", "{v}");
+    assert_eq!(v["watermark"]["payload"], r["watermark"]["payload"], "{v}");
+}
+
+/// Matroska counts milliseconds: the marked soundtrack's packets, timed in samples, are
+/// rescaled to it, so the sound lasts as long as the pictures and stays in step.
+#[test]
+fn matroska_keeps_the_marked_sound_in_time() {
+    let dir = workdir();
+    let src = source(dir.path());
+    let mkv = dir.path().join("clip.mkv");
+    ffmpeg(&[
+        "-i",
+        src.to_str().unwrap(),
+        "-map",
+        "0:v",
+        "-map",
+        "0:a",
+        "-c",
+        "copy",
+        mkv.to_str().unwrap(),
+    ]);
+    let out = dir.path().join("out.mkv");
+    let r = mark_report(&mkv, &out, &[]);
+    assert!(r["sound"]["watermark"]["payload"].is_string(), "{r}");
+    let length = |p: &Path| {
+        probe(p)["format"]["duration"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    let (li, lo) = (length(&mkv), length(&out));
+    assert!((li - lo).abs() < 0.1, "{li} s became {lo} s");
+    let (ci, co) = (click_time(&mkv), click_time(&out));
+    assert!(
+        (ci - co).abs() < 0.03,
+        "the click moved from {ci} to {co} s"
+    );
+    let v = verify_json(&out);
+    assert_eq!(
+        v["sound"]["watermark"]["payload"], r["sound"]["watermark"]["payload"],
+        "{v}"
+    );
 }
 
 /// The first video stream's size and side data, as ffprobe reads them.

@@ -91,6 +91,8 @@ pub struct VideoReport {
     /// Whether the output carries the input's display rotation (MP4/MOV do; other containers
     /// show the stored frame as it is).
     pub rotation_kept: bool,
+    /// Whether the output is a fragmented MP4/MOV (it is when the input was).
+    pub fragmented: bool,
     pub pixel_format: String,
     pub frames: u64,
     /// Length of the video stream, seconds.
@@ -155,6 +157,20 @@ pub fn grid_factor(width: u32, height: u32) -> usize {
     } else {
         1
     }
+}
+
+/// Whether an MP4/MOV file is fragmented: `moof` boxes among its top-level boxes. Only box
+/// headers are read; a file that cannot be walked counts as not fragmented.
+fn is_fragmented_mp4(path: &Path) -> bool {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return false;
+    };
+    aigc_meta::bmff::boxes(&mut file, 0, len, "MP4")
+        .map(|top| top.iter().any(|b| b.is(b"moof")))
+        .unwrap_or(false)
 }
 
 /// What travels from the reader to the painter to the writer.
@@ -340,7 +356,19 @@ fn transcode(
             .map_err(ffmpeg_error)?;
         chapters += 1;
     }
-    octx.write_header()
+    // A fragmented input (live recorders, CMAF and DASH packagers) stays fragmented: a fragment
+    // per keyframe, the input's keyframes kept, offsets relative to each fragment (so the label
+    // growing `moov` moves nothing).
+    let mut header_options = ff::Dictionary::new();
+    let fragmented = matches!(muxer, "mp4" | "mov") && is_fragmented_mp4(input);
+    if fragmented {
+        header_options.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
+        // Without edit lists the muxer would shift every stream to start at zero, so the
+        // sound's encoder delay would move the pictures a frame's fraction later; shift only
+        // what would be negative.
+        header_options.set("avoid_negative_ts", "make_non_negative");
+    }
+    octx.write_header_with(header_options)
         .map_err(|e| format!("cannot write the {muxer} header: {e}"))?;
     let in_tbs: Vec<ff::Rational> = ictx.streams().map(|s| s.time_base()).collect();
     let out_tbs: Vec<ff::Rational> = octx.streams().map(|s| s.time_base()).collect();
@@ -355,11 +383,15 @@ fn transcode(
     });
     let (read, paint, written) = std::thread::scope(|s| {
         let map = &map;
+        // Sound packets come timed in the encoder's time base (one tick a sample); the writer
+        // rescales them to the output stream's, which the muxer may have changed (Matroska
+        // counts milliseconds).
         let sound = soundtrack.map(|st| {
             let o = map[st.index].expect("the soundtrack is mapped");
-            (st, o, out_tbs[o])
+            let tb = st.encoder().time_base();
+            (st, o, tb)
         });
-        let reader = s.spawn(move || read(ictx, decoder, vidx, map, sound, to_painter));
+        let reader = s.spawn(move || read(ictx, decoder, vidx, map, sound, fragmented, to_painter));
         let painter = s.spawn(|| {
             paint(
                 painter_in,
@@ -425,6 +457,7 @@ fn transcode(
         height,
         rotation: turned.map(|o| o.describe()),
         rotation_kept,
+        fragmented,
         pixel_format: format!("{pixel:?}").to_lowercase(),
         frames: paint.frames,
         seconds,
@@ -461,6 +494,7 @@ fn read(
     vidx: usize,
     map: &[Option<usize>],
     mut sound: Option<(Soundtrack, usize, ff::Rational)>,
+    keep_keyframes: bool,
     out: SyncSender<Item>,
 ) -> Result<ReadStats, String> {
     let mut stats = ReadStats::default();
@@ -489,7 +523,13 @@ fn read(
                 };
                 *last_pts = pts;
                 frame.set_pts(pts);
-                frame.set_kind(ff::picture::Type::None);
+                // The encoder places its own keyframes, except that a fragmented input keeps
+                // its own (an I picture asks libx264 for a keyframe): its fragments start there.
+                frame.set_kind(if keep_keyframes && frame.is_key() {
+                    ff::picture::Type::I
+                } else {
+                    ff::picture::Type::None
+                });
                 out.send(Item::Frame(std::mem::replace(
                     &mut frame,
                     ff::frame::Video::empty(),
@@ -681,6 +721,10 @@ fn write(
         .send_eof()
         .map_err(|e| format!("cannot finish encoding: {e}"))?;
     drain(encoder, octx)?;
-    octx.write_trailer()
-        .map_err(|e| format!("cannot finish the file: {e}"))
+    match octx.write_trailer() {
+        // FFmpeg 5.1's MP4 muxer hands back the size of the `mfra` it wrote after fragments
+        // (a positive number, not an error); ffmpeg-next reports it as errno -size.
+        Ok(()) | Err(ff::Error::Other { errno: ..=-1 }) => Ok(()),
+        Err(e) => Err(format!("cannot finish the file: {e}")),
+    }
 }
