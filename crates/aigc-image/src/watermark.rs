@@ -1275,7 +1275,14 @@ mod tests {
         let mut rng = aigc_dsp::KeyedRng::new(&[7; 32], "box stats");
         // Sizes below, at and above the window, a power-of-two width, and a height past the
         // column sums' refresh interval.
-        for (w, h, r) in [(1, 1, 4), (5, 3, 4), (9, 9, 4), (10, 40, 4), (64, 70, 4), (33, 5, 2)] {
+        for (w, h, r) in [
+            (1, 1, 4),
+            (5, 3, 4),
+            (9, 9, 4),
+            (10, 40, 4),
+            (64, 70, 4),
+            (33, 5, 2),
+        ] {
             let v: Vec<f32> = (0..w * h)
                 .map(|_| (rng.next_u64() % 256) as f32 + 0.25)
                 .collect();
@@ -1287,7 +1294,10 @@ mod tests {
                 for x in 0..w {
                     let (em, eq) = naive(&v, w, h, r, x, y);
                     assert!((m[x] - em).abs() < 1e-3, "mean at ({x},{y}) of {w}x{h}");
-                    assert!((q[x] - eq).abs() < 0.05, "mean square at ({x},{y}) of {w}x{h}");
+                    assert!(
+                        (q[x] - eq).abs() < 0.05,
+                        "mean square at ({x},{y}) of {w}x{h}"
+                    );
                 }
                 row.fill(0.0);
             });
