@@ -10,7 +10,7 @@ sudo=""
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(libimage-exiftool-perl imagemagick webp libheif-examples libheif1 libde265-0 libdav1d6 libaom3
       ffmpeg mkvtoolnix vorbis-tools xfsprogs python3 python3-pip time bc ca-certificates curl
-      libavcodec-dev libavformat-dev libavutil-dev libswresample-dev clang libclang-dev pkg-config
+      libavcodec-dev libavformat-dev libavutil-dev libswresample-dev libswscale-dev clang libclang-dev pkg-config
       flac espeak-ng)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

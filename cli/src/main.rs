@@ -205,6 +205,12 @@ fn write_one(
             if r.fragmented {
                 text.push_str(", fragmented as the input was");
             }
+            if let Some(from) = &r.converted_from {
+                text.push_str(&format!(
+                    ", pictures converted from {from} to {}",
+                    r.pixel_format
+                ));
+            }
             if let Some((degrees, mirrored)) = r.rotation {
                 text.push_str(&format!(
                     ", shown turned {degrees}°{}{}",
@@ -245,7 +251,7 @@ fn write_one(
             let visible = r.visible.as_ref().map(|v| json!({"ink_box": v.placement.ink, "plate_box": v.placement.plate, "text_height_ratio": v.placement.height_ratio, "frames": v.frames, "spans_seconds": v.spans}));
             Outcome::Done {
                 text,
-                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": r.format.name(), "muxer": r.muxer, "decoder": r.decoder, "encoder": e.encoder, "crf": e.crf, "preset": e.preset, "width": r.width, "height": r.height, "rotation": r.rotation.map(|(degrees, mirrored)| json!({"degrees": degrees, "mirrored": mirrored, "kept": r.rotation_kept})), "fragmented": r.fragmented, "pixel_format": r.pixel_format, "frames": r.frames, "seconds": r.seconds, "label": label, "visible": visible, "watermark": r.watermark.map(|(p, psnr)| json!({"payload": format!("{p:016x}"), "psnr_db": psnr})), "sound": r.sound.as_ref().map(|snd| { let mut j = sound_json(snd); j["codec"] = json!(snd.codec); j["sample_rate"] = json!(snd.sample_rate); j["channels"] = json!(snd.channels); j["seconds"] = json!(snd.seconds); j }), "copied_streams": r.copied, "dropped_streams": r.dropped, "chapters": r.chapters, "damaged_packets": r.damaged_packets}),
+                json: json!({"path": job.input.display().to_string(), "output": out.display().to_string(), "format": r.format.name(), "muxer": r.muxer, "decoder": r.decoder, "encoder": e.encoder, "crf": e.crf, "preset": e.preset, "width": r.width, "height": r.height, "rotation": r.rotation.map(|(degrees, mirrored)| json!({"degrees": degrees, "mirrored": mirrored, "kept": r.rotation_kept})), "fragmented": r.fragmented, "pixel_format": r.pixel_format, "converted_from": r.converted_from, "frames": r.frames, "seconds": r.seconds, "label": label, "visible": visible, "watermark": r.watermark.map(|(p, psnr)| json!({"payload": format!("{p:016x}"), "psnr_db": psnr})), "sound": r.sound.as_ref().map(|snd| { let mut j = sound_json(snd); j["codec"] = json!(snd.codec); j["sample_rate"] = json!(snd.sample_rate); j["channels"] = json!(snd.channels); j["seconds"] = json!(snd.seconds); j }), "copied_streams": r.copied, "dropped_streams": r.dropped, "chapters": r.chapters, "damaged_packets": r.damaged_packets}),
                 ok: true,
             }
         }

@@ -578,6 +578,92 @@ fn a_fragmented_mp4_stays_fragmented() {
     assert_eq!(v["watermark"]["payload"], r["watermark"]["payload"], "{v}");
 }
 
+/// The first video stream's pixel format, as ffprobe reads it.
+fn pix_fmt(path: &Path) -> String {
+    let o = ffprobe(
+        path,
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=pix_fmt",
+            "-of",
+            "csv=p=0",
+        ],
+    );
+    stdout(&o).trim().to_string()
+}
+
+/// Pictures in a format the pipeline does not work on directly are converted once to planar
+/// YUV: RGB from QuickTime Animation to 4:4:4, raw NV12 to 4:2:0. Every frame is encoded and
+/// carries both labels. Pictures with alpha are refused with one line naming the file.
+#[test]
+fn packed_and_rgb_pictures_are_converted_and_alpha_is_refused() {
+    let dir = workdir();
+    let src = source(dir.path());
+    for (name, codec, pix, want) in [
+        ("anim.mov", "qtrle", "rgb24", "yuv444p"),
+        ("raw.mkv", "rawvideo", "nv12", "yuv420p"),
+    ] {
+        let input = dir.path().join(name);
+        ffmpeg(&[
+            "-i",
+            src.to_str().unwrap(),
+            "-t",
+            "4",
+            "-map",
+            "0:v",
+            "-c:v",
+            codec,
+            "-pix_fmt",
+            pix,
+            input.to_str().unwrap(),
+        ]);
+        assert_eq!(pix_fmt(&input), pix);
+        let out = dir.path().join(format!("out-{name}"));
+        let r = mark_report(&input, &out, &[]);
+        assert_eq!(r["converted_from"], pix, "{r}");
+        assert_eq!(r["pixel_format"], want, "{r}");
+        assert_eq!(pix_fmt(&out), want);
+        assert_eq!(decoded_frames(&input), decoded_frames(&out));
+        let v = verify_json(&out);
+        assert_eq!(v["verdict"], "compliant", "{v}");
+        assert_eq!(v["watermark"]["payload"], r["watermark"]["payload"], "{v}");
+        assert_eq!(v["visible"]["detected"], true, "{v}");
+    }
+    let rgba = dir.path().join("alpha.mov");
+    ffmpeg(&[
+        "-i",
+        src.to_str().unwrap(),
+        "-t",
+        "2",
+        "-map",
+        "0:v",
+        "-c:v",
+        "png",
+        "-pix_fmt",
+        "rgba",
+        rgba.to_str().unwrap(),
+    ]);
+    let o = aigc(&[
+        "mark",
+        rgba.to_str().unwrap(),
+        "-o",
+        dir.path().join("alpha-out.mov").to_str().unwrap(),
+        "--producer",
+        PRODUCER,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("alpha.mov") && lines[0].contains("alpha channel"),
+        "{err}"
+    );
+    assert!(!dir.path().join("alpha-out.mov").exists());
+}
+
 /// Matroska counts milliseconds: the marked soundtrack's packets, timed in samples, are
 /// rescaled to it, so the sound lasts as long as the pictures and stays in step.
 #[test]

@@ -2,6 +2,7 @@
 //! a spread of frames (those, then keyframes found by seeking) stacked for the watermark.
 //! Never writes; never decodes the whole file.
 
+use crate::convert::Converter;
 use crate::planes;
 use crate::{init, open_decoder, pick_video_stream};
 use ab_glyph::FontArc;
@@ -147,6 +148,7 @@ pub const DETECTION_STEPS: usize = 4;
 struct Sampler {
     ictx: ff::format::context::Input,
     decoder: ff::decoder::Video,
+    converter: Option<Converter>,
     vidx: usize,
     /// Seconds per timestamp unit.
     tb: f64,
@@ -168,7 +170,8 @@ impl Sampler {
         let ist = ictx.stream(vidx).expect("exists");
         let tb = ist.time_base();
         let tb = tb.numerator() as f64 / tb.denominator().max(1) as f64;
-        let (mut decoder, lay) = open_decoder(&ist)?;
+        let (mut decoder, lay, conversion) = open_decoder(&ist)?;
+        let converter = conversion.map(Converter::new);
         // Frames nothing refers to (most B-frames) are not needed to sample the opening:
         // skipping them halves the decoding.
         decoder.skip_frame(ff::Discard::NonReference);
@@ -177,6 +180,7 @@ impl Sampler {
         Ok(Some(Sampler {
             ictx,
             decoder,
+            converter,
             vidx,
             tb,
             lay,
@@ -234,12 +238,18 @@ impl Sampler {
             }
             if let Some(stack) = stack.as_deref_mut().filter(|_| t >= next_stack) {
                 next_stack = t.floor() + 1.0;
-                stacked.push(frame.timestamp());
+                stacked.push(frame.timestamp().or(frame.pts()));
                 stack.add(&planes::luma_plane(frame, lay));
             }
             t < LABEL_SCAN_SECONDS
         };
-        decode_while(&mut self.ictx, &mut self.decoder, self.vidx, &mut look)?;
+        decode_while(
+            &mut self.ictx,
+            &mut self.decoder,
+            self.converter.as_mut(),
+            self.vidx,
+            &mut look,
+        )?;
         if let Some(v) = &mut visible {
             if v.beyond_scan {
                 v.until_seconds = v.until_seconds.max(LABEL_SCAN_SECONDS.min(next_label));
@@ -265,27 +275,42 @@ impl Sampler {
             self.decoder.flush();
             let stacked = &mut self.stacked;
             let mut one = |frame: &mut ff::frame::Video| -> bool {
-                if !stacked.contains(&frame.timestamp()) {
-                    stacked.push(frame.timestamp());
+                let t = frame.timestamp().or(frame.pts());
+                if !stacked.contains(&t) {
+                    stacked.push(t);
                     stack.add(&planes::luma_plane(frame, lay));
                 }
                 false
             };
-            decode_while(&mut self.ictx, &mut self.decoder, self.vidx, &mut one)?;
+            decode_while(
+                &mut self.ictx,
+                &mut self.decoder,
+                self.converter.as_mut(),
+                self.vidx,
+                &mut one,
+            )?;
         }
         Ok(true)
     }
 }
 
-/// Decodes frames of stream `vidx` and hands each to `look` until it returns false or the
-/// stream ends.
+/// Decodes frames of stream `vidx` and hands each to `look` (converted, when `converter` is
+/// given) until it returns false or the stream ends.
 fn decode_while(
     ictx: &mut ff::format::context::Input,
     decoder: &mut ff::decoder::Video,
+    mut converter: Option<&mut Converter>,
     vidx: usize,
     look: &mut dyn FnMut(&mut ff::frame::Video) -> bool,
 ) -> Result<(), String> {
     let mut frame = ff::frame::Video::empty();
+    // Hands the frame on; Ok(false) once `look` has seen enough.
+    let mut hand_on = |frame: &mut ff::frame::Video| -> Result<bool, String> {
+        match converter.as_deref_mut() {
+            Some(c) => Ok(look(&mut c.convert(frame)?)),
+            None => Ok(look(frame)),
+        }
+    };
     for (stream, packet) in ictx.packets() {
         if stream.index() != vidx {
             continue;
@@ -295,14 +320,14 @@ fn decode_while(
             Err(e) => return Err(format!("the video decoder failed: {e}")),
         }
         while decoder.receive_frame(&mut frame).is_ok() {
-            if !look(&mut frame) {
+            if !hand_on(&mut frame)? {
                 return Ok(());
             }
         }
     }
     let _ = decoder.send_eof();
     while decoder.receive_frame(&mut frame).is_ok() {
-        if !look(&mut frame) {
+        if !hand_on(&mut frame)? {
             break;
         }
     }

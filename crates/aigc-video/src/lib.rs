@@ -4,8 +4,10 @@
 //! label through aigc-meta; `verify` samples frames to find the label and the watermark.
 //!
 //! The pictures stay in the decoder's own planar YUV: the label is composited in YUV and the
-//! watermark added to luma, so no colour conversion costs time or precision.
+//! watermark added to luma, so no colour conversion costs time or precision. Packed, semi-planar
+//! and RGB pictures are converted once to planar YUV (`convert`).
 
+pub mod convert;
 pub mod encode;
 pub mod inspect;
 pub mod mark;
@@ -32,11 +34,19 @@ fn auto_threads() -> ff::codec::threading::Config {
     }
 }
 
-/// Opens the decoder of a video stream, multi-threaded, and the planar layout of its frames;
-/// refuses pixel formats the pipeline does not handle, naming them.
+/// Opens the decoder of a video stream, multi-threaded, and the planar layout its frames are
+/// worked on in, with the conversion that brings them there when the decoder's own format is
+/// not one the pipeline handles; refuses pixel formats that cannot be converted, naming them.
 fn open_decoder(
     ist: &ff::format::stream::Stream,
-) -> Result<(ff::decoder::Video, planes::Layout), String> {
+) -> Result<
+    (
+        ff::decoder::Video,
+        planes::Layout,
+        Option<convert::Conversion>,
+    ),
+    String,
+> {
     let mut ctx =
         ff::codec::context::Context::from_parameters(ist.parameters()).map_err(ffmpeg_error)?;
     ctx.set_threading(auto_threads());
@@ -44,15 +54,16 @@ fn open_decoder(
         .decoder()
         .video()
         .map_err(|e| format!("no decoder for its video: {e}"))?;
-    let lay = planes::layout(decoder.format())
-        .ok_or_else(|| {
-            format!(
-                "its pixel format {:?} is not one this tool handles (planar YUV or grey, 8-12 bits)",
-                decoder.format()
-            )
-        })?
-        .with_range(decoder.color_range());
-    Ok((decoder, lay))
+    let (space, range) = (decoder.color_space(), decoder.color_range());
+    Ok(match planes::layout(decoder.format()) {
+        Some(lay) => (decoder, lay.with_range(range), None),
+        None => {
+            let conversion = convert::Conversion::for_format(decoder.format())?;
+            let (_, range) = conversion.colour(space, range);
+            let lay = planes::layout(conversion.target()).expect("a working format has a layout");
+            (decoder, lay.with_range(range), Some(conversion))
+        }
+    })
 }
 
 fn ffmpeg_error(e: ff::Error) -> String {

@@ -6,6 +6,7 @@
 //! thread) encodes and muxes. Packets of the copied streams travel the same queues, so they
 //! reach the muxer in their demux order.
 
+use crate::convert::{Conversion, Converter};
 use crate::encode::{self, Choice, EncodeSettings};
 use crate::planes::{self, Layout};
 use crate::rotation::{self, Orientation};
@@ -93,7 +94,11 @@ pub struct VideoReport {
     pub rotation_kept: bool,
     /// Whether the output is a fragmented MP4/MOV (it is when the input was).
     pub fragmented: bool,
+    /// The output's pixel format.
     pub pixel_format: String,
+    /// The decoder's pixel format, when the pictures were converted from it (packed,
+    /// semi-planar or RGB pictures become planar YUV).
+    pub converted_from: Option<String>,
     pub frames: u64,
     /// Length of the video stream, seconds.
     pub seconds: f64,
@@ -220,12 +225,20 @@ fn transcode(
     } else {
         0.0
     };
-    let (decoder, lay) = open_decoder(&ist)?;
+    let (decoder, lay, conversion) = open_decoder(&ist)?;
     let decoder_name = decoder
         .codec()
         .map(|c| c.name().to_string())
         .unwrap_or_default();
-    let (width, height, pixel) = (decoder.width(), decoder.height(), decoder.format());
+    let (width, height) = (decoder.width(), decoder.height());
+    // The pictures are worked on and encoded in the decoder's own format, or in the planar one
+    // they are converted to.
+    let pixel = conversion.map_or(decoder.format(), |c| c.target());
+    let converted_from = conversion.map(|_| format!("{:?}", decoder.format()).to_lowercase());
+    let (space, range) = match conversion {
+        Some(c) => c.colour(decoder.color_space(), decoder.color_range()),
+        None => (decoder.color_space(), decoder.color_range()),
+    };
     let duration = aigc_audio::transcode::stream_seconds(&ictx, vidx);
     // A turned input keeps its turn where the container can carry it (MP4/MOV), and the label
     // is then drawn upright as shown; elsewhere the output shows as stored, and so does the label.
@@ -279,8 +292,8 @@ fn transcode(
     }
     enc.set_bit_rate(0);
     enc.set_aspect_ratio(decoder.aspect_ratio());
-    enc.set_colorspace(decoder.color_space());
-    enc.set_color_range(decoder.color_range());
+    enc.set_colorspace(space);
+    enc.set_color_range(range);
     enc.set_threading(auto_threads());
     if global_header {
         enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
@@ -391,7 +404,20 @@ fn transcode(
             let tb = st.encoder().time_base();
             (st, o, tb)
         });
-        let reader = s.spawn(move || read(ictx, decoder, vidx, map, sound, fragmented, to_painter));
+        let reader = s.spawn(move || {
+            read(
+                ictx,
+                Pictures {
+                    decoder,
+                    conversion,
+                    keep_keyframes: fragmented,
+                },
+                vidx,
+                map,
+                sound,
+                to_painter,
+            )
+        });
         let painter = s.spawn(|| {
             paint(
                 painter_in,
@@ -459,6 +485,7 @@ fn transcode(
         rotation_kept,
         fragmented,
         pixel_format: format!("{pixel:?}").to_lowercase(),
+        converted_from,
         frames: paint.frames,
         seconds,
         sound: read.sound,
@@ -487,16 +514,29 @@ fn without_label(d: ff::DictionaryRef) -> ff::Dictionary<'static> {
     out
 }
 
+/// How the reader turns the video stream into frames.
+struct Pictures {
+    decoder: ff::decoder::Video,
+    /// To the working format, when the decoder's is not one the pipeline handles.
+    conversion: Option<Conversion>,
+    /// Keep the input's keyframes as keyframes (a fragmented input's fragments start there).
+    keep_keyframes: bool,
+}
+
 /// The reader: demuxes, decodes the video stream, passes the other mapped streams' packets on.
 fn read(
     mut ictx: ff::format::context::Input,
-    mut decoder: ff::decoder::Video,
+    pictures: Pictures,
     vidx: usize,
     map: &[Option<usize>],
     mut sound: Option<(Soundtrack, usize, ff::Rational)>,
-    keep_keyframes: bool,
     out: SyncSender<Item>,
 ) -> Result<ReadStats, String> {
+    let Pictures {
+        mut decoder,
+        conversion,
+        keep_keyframes,
+    } = pictures;
     let mut stats = ReadStats::default();
     // The soundtrack's packets go the same way; `Err(GONE)` when the painter has gone.
     const GONE: &str = "the pipeline stopped";
@@ -510,34 +550,43 @@ fn read(
     };
     let mut frame = ff::frame::Video::empty();
     let mut last_pts = None;
-    // Sends every frame the decoder has ready; Err(()) when the painter has gone.
-    let mut drain =
-        |decoder: &mut ff::decoder::Video, last_pts: &mut Option<i64>| -> Result<(), ()> {
-            while decoder.receive_frame(&mut frame).is_ok() {
-                let pts = frame.timestamp().or(frame.pts());
-                // Encoders need strictly rising timestamps; a broken stream may repeat one.
-                let pts = match (pts, *last_pts) {
-                    (Some(p), Some(l)) if p <= l => Some(l + 1),
-                    (None, Some(l)) => Some(l + 1),
-                    (p, _) => p,
-                };
-                *last_pts = pts;
-                frame.set_pts(pts);
-                // The encoder places its own keyframes, except that a fragmented input keeps
-                // its own (an I picture asks libx264 for a keyframe): its fragments start there.
-                frame.set_kind(if keep_keyframes && frame.is_key() {
-                    ff::picture::Type::I
-                } else {
-                    ff::picture::Type::None
-                });
-                out.send(Item::Frame(std::mem::replace(
-                    &mut frame,
-                    ff::frame::Video::empty(),
-                )))
-                .map_err(|_| ())?;
+    let mut converter = conversion.map(Converter::new);
+    // Sends every frame the decoder has ready (converted to the working format when it has
+    // to be); Err(None) when the painter has gone.
+    let mut drain = |decoder: &mut ff::decoder::Video,
+                     last_pts: &mut Option<i64>|
+     -> Result<(), Option<String>> {
+        while decoder.receive_frame(&mut frame).is_ok() {
+            if let Some(c) = converter.as_mut() {
+                frame = c.convert(&frame).map_err(Some)?;
             }
-            Ok(())
-        };
+            let pts = frame.timestamp().or(frame.pts());
+            // Encoders need strictly rising timestamps; a broken stream may repeat one.
+            let pts = match (pts, *last_pts) {
+                (Some(p), Some(l)) if p <= l => Some(l + 1),
+                (None, Some(l)) => Some(l + 1),
+                (p, _) => p,
+            };
+            *last_pts = pts;
+            frame.set_pts(pts);
+            // The encoder places its own keyframes, except that a fragmented input keeps its
+            // own (an I picture asks libx264 for a keyframe): its fragments start there. A
+            // converted frame carries its keyframe as an I picture.
+            let key =
+                frame.is_key() || (converter.is_some() && frame.kind() == ff::picture::Type::I);
+            frame.set_kind(if keep_keyframes && key {
+                ff::picture::Type::I
+            } else {
+                ff::picture::Type::None
+            });
+            out.send(Item::Frame(std::mem::replace(
+                &mut frame,
+                ff::frame::Video::empty(),
+            )))
+            .map_err(|_| None)?;
+        }
+        Ok(())
+    };
     for (stream, packet) in ictx.packets() {
         let i = stream.index();
         if i == vidx {
@@ -546,8 +595,10 @@ fn read(
                 Err(ff::Error::InvalidData) => stats.damaged += 1,
                 Err(e) => return Err(format!("the video decoder failed: {e}")),
             }
-            if drain(&mut decoder, &mut last_pts).is_err() {
-                return Ok(stats);
+            match drain(&mut decoder, &mut last_pts) {
+                Ok(()) => {}
+                Err(None) => return Ok(stats),
+                Err(Some(e)) => return Err(e),
             }
         } else if let Some((st, o, tb)) = sound.as_mut().filter(|(st, ..)| st.index == i) {
             match st.feed(&packet, &mut send_sound(*o, *tb)) {
@@ -560,7 +611,9 @@ fn read(
         }
     }
     let _ = decoder.send_eof();
-    let _ = drain(&mut decoder, &mut last_pts);
+    if let Err(Some(e)) = drain(&mut decoder, &mut last_pts) {
+        return Err(e);
+    }
     if let Some((st, o, tb)) = sound {
         match st.finish(&mut send_sound(o, tb)) {
             Ok(r) => stats.sound = Some(r),
