@@ -481,20 +481,18 @@ fn top_level_count(path: &Path, kind: &str) -> usize {
         .count()
 }
 
+/// ffprobe's CSV lines for `entries` of the first video stream (`extra` options first).
+fn video_csv(path: &Path, extra: &[&str], entries: &str) -> String {
+    let mut args = vec!["-select_streams", "v:0"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-show_entries", entries, "-of", "csv=p=0"]);
+    stdout(&ffprobe(path, &args)).trim().to_string()
+}
+
 /// Presentation times of the first video stream's keyframes, as ffprobe reads the packets.
 fn keyframe_times(path: &Path) -> Vec<String> {
-    let o = ffprobe(
-        path,
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts_time,flags",
-            "-of",
-            "csv=p=0",
-        ],
-    );
-    let mut times: Vec<String> = stdout(&o)
+    let csv = video_csv(path, &[], "packet=pts_time,flags");
+    let mut times: Vec<String> = csv
         .lines()
         .filter(|l| l.split(',').nth(1).is_some_and(|f| f.starts_with('K')))
         .map(|l| l.split(',').next().unwrap().to_string())
@@ -505,19 +503,12 @@ fn keyframe_times(path: &Path) -> Vec<String> {
 
 /// Frames of the first video stream, as ffprobe counts them by decoding.
 fn decoded_frames(path: &Path) -> String {
-    let o = ffprobe(
-        path,
-        &[
-            "-select_streams",
-            "v:0",
-            "-count_frames",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ],
-    );
-    stdout(&o).trim().to_string()
+    video_csv(path, &["-count_frames"], "stream=nb_read_frames")
+}
+
+/// The first video stream's pixel format, as ffprobe reads it.
+fn pix_fmt(path: &Path) -> String {
+    video_csv(path, &[], "stream=pix_fmt")
 }
 
 /// A fragmented MP4 (as live recorders and CMAF packagers write it) is marked into a
@@ -576,22 +567,6 @@ fn a_fragmented_mp4_stays_fragmented() {
     let v = verify_json(&out);
     assert_eq!(v["verdict"], "compliant", "{v}");
     assert_eq!(v["watermark"]["payload"], r["watermark"]["payload"], "{v}");
-}
-
-/// The first video stream's pixel format, as ffprobe reads it.
-fn pix_fmt(path: &Path) -> String {
-    let o = ffprobe(
-        path,
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=pix_fmt",
-            "-of",
-            "csv=p=0",
-        ],
-    );
-    stdout(&o).trim().to_string()
 }
 
 /// Pictures in a format the pipeline does not work on directly are converted once to planar
