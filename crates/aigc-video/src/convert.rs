@@ -24,8 +24,9 @@ pub fn working_format(pixel: Pixel) -> Result<(Pixel, bool), String> {
         ));
     }
     let wide = more_than_8_bits(name);
-    let rgb = ["rgb", "bgr", "gbr"].iter().any(|n| name.contains(n));
-    let target = if d.nb_components() == 1 {
+    // A palette's entries are RGB (GIF and some animation codecs decode to pal8).
+    let rgb = ["rgb", "bgr", "gbr"].iter().any(|n| name.contains(n)) || name.starts_with("pal");
+    let target = if d.nb_components() == 1 && !rgb {
         if wide {
             Pixel::GRAY10LE
         } else {
@@ -177,6 +178,7 @@ mod tests {
             (Pixel::GBRP12LE, Pixel::YUV444P10LE, true),
             (Pixel::GRAY16LE, Pixel::GRAY10LE, false),
             (Pixel::MonoBlack, Pixel::GRAY8, false),
+            (Pixel::PAL8, Pixel::YUV444P, true),
         ];
         for (from, to, rgb) in cases {
             assert_eq!(working_format(from), Ok((to, rgb)), "{from:?}");
