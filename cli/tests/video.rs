@@ -463,11 +463,8 @@ fn label_span_options_and_bad_input() {
         "--producer",
         PRODUCER,
     ]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let err = stderr(&o);
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(lines.len(), 1, "{err}");
-    assert!(lines[0].contains("bad.mp4"), "{err}");
+    let line = the_one_error(&o);
+    assert!(line.contains("bad.mp4"), "{line}");
     assert!(outdir.join("clip.mp4").exists());
     assert!(!outdir.join("bad.mp4").exists());
     assert_eq!(std::fs::read(&bad).unwrap(), bytes[..bytes.len() / 3]);
@@ -479,6 +476,21 @@ fn top_level_count(path: &Path, kind: &str) -> usize {
         .iter()
         .filter(|(t, _)| t == kind)
         .count()
+}
+
+/// The run failed (exit 1) with exactly one `error:` line, which is returned.
+fn the_one_error(o: &std::process::Output) -> String {
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(o));
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    lines[0].to_string()
+}
+
+/// `ffmpeg -i SRC ARGS... OUT`: a test input derived from the source clip.
+fn ffmpeg_from(src: &Path, args: &[&str], out: &Path) {
+    let (src, out) = (src.to_str().unwrap(), out.to_str().unwrap());
+    ffmpeg(&[&["-i", src][..], args, &[out]].concat());
 }
 
 /// ffprobe's CSV lines for `entries` of the first video stream (`extra` options first).
@@ -519,23 +531,13 @@ fn a_fragmented_mp4_stays_fragmented() {
     let src = source(dir.path());
     let frag = dir.path().join("frag.mp4");
     // A keyframe every second, a fragment at each.
-    ffmpeg(&[
-        "-i",
-        src.to_str().unwrap(),
-        "-map",
-        "0:v",
-        "-map",
-        "0:a",
-        "-c:v",
-        "libx264",
-        "-g",
-        "25",
-        "-c:a",
-        "copy",
-        "-movflags",
-        "frag_keyframe+empty_moov+default_base_moof",
-        frag.to_str().unwrap(),
-    ]);
+    let movflags = "frag_keyframe+empty_moov+default_base_moof";
+    let args = ["-map", "0:v", "-map", "0:a", "-c:v", "libx264", "-g", "25"];
+    ffmpeg_from(
+        &src,
+        &[&args[..], &["-c:a", "copy", "-movflags", movflags]].concat(),
+        &frag,
+    );
     let fragments = top_level_count(&frag, "moof");
     assert!(fragments >= 8, "the source has {fragments} fragments");
     let out = dir.path().join("frag-out.mp4");
@@ -582,19 +584,8 @@ fn packed_and_rgb_pictures_are_converted_and_alpha_is_refused() {
         ("raw.mkv", "rawvideo", "nv12", "yuv420p"),
     ] {
         let input = dir.path().join(name);
-        ffmpeg(&[
-            "-i",
-            src.to_str().unwrap(),
-            "-t",
-            "4",
-            "-map",
-            "0:v",
-            "-c:v",
-            codec,
-            "-pix_fmt",
-            pix,
-            input.to_str().unwrap(),
-        ]);
+        let args = ["-t", "4", "-map", "0:v", "-c:v", codec, "-pix_fmt", pix];
+        ffmpeg_from(&src, &args, &input);
         assert_eq!(pix_fmt(&input), pix);
         let out = dir.path().join(format!("out-{name}"));
         let r = mark_report(&input, &out, &["--produce-id", "video-1"]);
@@ -608,19 +599,8 @@ fn packed_and_rgb_pictures_are_converted_and_alpha_is_refused() {
         assert_eq!(v["visible"]["detected"], true, "{v}");
     }
     let rgba = dir.path().join("alpha.mov");
-    ffmpeg(&[
-        "-i",
-        src.to_str().unwrap(),
-        "-t",
-        "2",
-        "-map",
-        "0:v",
-        "-c:v",
-        "png",
-        "-pix_fmt",
-        "rgba",
-        rgba.to_str().unwrap(),
-    ]);
+    let args = ["-t", "2", "-map", "0:v", "-c:v", "png", "-pix_fmt", "rgba"];
+    ffmpeg_from(&src, &args, &rgba);
     let o = aigc(&[
         "mark",
         rgba.to_str().unwrap(),
@@ -629,13 +609,10 @@ fn packed_and_rgb_pictures_are_converted_and_alpha_is_refused() {
         "--producer",
         PRODUCER,
     ]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let err = stderr(&o);
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(lines.len(), 1, "{err}");
+    let line = the_one_error(&o);
     assert!(
-        lines[0].contains("alpha.mov") && lines[0].contains("alpha channel"),
-        "{err}"
+        line.contains("alpha.mov") && line.contains("alpha channel"),
+        "{line}"
     );
     assert!(!dir.path().join("alpha-out.mov").exists());
 }
@@ -647,17 +624,7 @@ fn matroska_keeps_the_marked_sound_in_time() {
     let dir = workdir();
     let src = source(dir.path());
     let mkv = dir.path().join("clip.mkv");
-    ffmpeg(&[
-        "-i",
-        src.to_str().unwrap(),
-        "-map",
-        "0:v",
-        "-map",
-        "0:a",
-        "-c",
-        "copy",
-        mkv.to_str().unwrap(),
-    ]);
+    ffmpeg_from(&src, &["-map", "0:v", "-map", "0:a", "-c", "copy"], &mkv);
     let out = dir.path().join("out.mkv");
     // The payload of video_gets_every_label_and_keeps_everything_else, which the sound of this
     // 10 s clip is known to carry: a random one is found on 10 s of sound only about half the

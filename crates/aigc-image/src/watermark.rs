@@ -826,6 +826,12 @@ fn soft_values(
     let mut soft = vec![0f32; CODED_BITS];
     let mut h = vec![Complex32::default(); TILE * sw];
     let mut corr = vec![0f32; TILE * TILE];
+    // The bins the layout uses, as read (the same for every window).
+    let mut carries = vec![false; TILE * sw];
+    for b in lay.all_bins() {
+        let (ky, kx) = half_plane(map(b));
+        carries[bin_index(ky, kx)] = true;
+    }
     for spec in spectra {
         // Noise level per radius, from every bin of the band.
         let nr = TILE / 2 + 2;
@@ -843,11 +849,6 @@ fn soft_values(
         // the layout's bins left out). A host's spectrum is far from even around a ring (edges
         // and textures run in directions), so a bin's neighbours tell its noise better than its
         // ring does; the ring stands in where no neighbour is free.
-        let mut carries = vec![false; TILE * sw];
-        for b in lay.all_bins() {
-            let (ky, kx) = half_plane(map(b));
-            carries[bin_index(ky, kx)] = true;
-        }
         let sigma = |(ky, kx): (i32, i32)| {
             let (mut sum, mut n) = (0f32, 0f32);
             for dy in -NOISE_REACH..=NOISE_REACH {
