@@ -5,8 +5,9 @@
 //!   wm_tool detect FILE...                    one JSON line per file
 //!   wm_tool fp-trials KEYS FILE...            KEYS random keys on each unmarked file
 //!
-//! The key is the public key unless $AIGC_WM_KEY holds 64 hex digits.
-use aigc_image::watermark::{detect_prepared, embed, prepare};
+//! The key is the public key unless $AIGC_WM_KEY holds 64 hex digits; $AIGC_WM_RMS sets the
+//! embedding strength (RMS luma change in 8-bit levels) instead of the size-based default.
+use aigc_image::watermark::{detect_prepared, embed, embed_with_strength, prepare};
 use std::time::Instant;
 
 fn key() -> [u8; 32] {
@@ -30,7 +31,11 @@ fn main() {
             let payload = u64::from_str_radix(&args[3], 16).expect("hex payload");
             let mut marked = img.clone();
             let t = Instant::now();
-            let rms = embed(&mut marked, &key(), payload);
+            // $AIGC_WM_RMS overrides the strength, for trying others.
+            let rms = match std::env::var("AIGC_WM_RMS") {
+                Ok(r) => embed_with_strength(&mut marked, &key(), payload, r.parse().expect("RMS")),
+                Err(_) => embed(&mut marked, &key(), payload),
+            };
             let ms = t.elapsed().as_secs_f64() * 1e3;
             marked.save(&args[2]).expect("writable output");
             let mp = (img.width() * img.height()) as f64 / 1e6;

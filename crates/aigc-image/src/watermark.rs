@@ -301,9 +301,32 @@ fn local_sd(v: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
     sd
 }
 
-/// Adds the watermark for `payload` to `img` in place, keeping its pixel type. Returns the
-/// RMS of the luma change in 8-bit grey levels.
+/// The strength [`embed`] uses for a `width` x `height` image: the RMS of the luma change in
+/// 8-bit levels. [`TARGET_RMS`] (about 42.5 dB) from 1 MP up; smaller images get up to 16%
+/// more (about 41.2 dB at 256 x 256), because the detector folds fewer tiles there, so the
+/// host's own texture weighs more against the mark. Measured on the harness's 256 and 512 px
+/// photographs: 1.9 left 5 of 9 ordinary images failing an attack; 2.1-2.2 left none.
+pub fn target_rms(width: u32, height: u32) -> f32 {
+    // Tiles' worth of pixels the detector folds (it reads at most 2048 x 2048).
+    let tiles = (width.min(2048) as f32 * height.min(2048) as f32) / (TILE * TILE) as f32;
+    TARGET_RMS * (40.0 / tiles.max(1.0)).powf(0.125).clamp(1.0, 1.16)
+}
+
+/// Adds the watermark for `payload` to `img` in place, keeping its pixel type, at the strength
+/// [`target_rms`] gives for its size. Returns the RMS of the luma change in 8-bit grey levels.
 pub fn embed(img: &mut DynamicImage, key: &Key, payload: u64) -> f32 {
+    let target = target_rms(img.width(), img.height());
+    embed_with_strength(img, key, payload, target)
+}
+
+/// [`embed`] aiming at an RMS luma change of `target_rms` 8-bit levels instead (before the
+/// mask's cap on flat images and clipping).
+pub fn embed_with_strength(
+    img: &mut DynamicImage,
+    key: &Key,
+    payload: u64,
+    target_rms: f32,
+) -> f32 {
     if !matches!(
         img,
         DynamicImage::ImageLuma8(_)
@@ -334,7 +357,7 @@ pub fn embed(img: &mut DynamicImage, key: &Key, payload: u64) -> f32 {
     };
     // Every half-resolution mask value stands for up to four pixels; close enough for the RMS.
     let rms_mask = (mask.iter().map(|m| m * m).sum::<f32>() / mask.len() as f32).sqrt();
-    let gain = (TARGET_RMS / rms_mask).min(MAX_GAIN);
+    let gain = (target_rms / rms_mask).min(MAX_GAIN);
     let plan = Plan {
         tile: &t,
         mask: &mask,
@@ -400,7 +423,13 @@ fn half_res_mask<S: Channel>(
 /// 10 x 10 pixels), over 4, clamped to 0.35-2.5.
 fn mask_from_half(half: &[f32], hw: usize, hh: usize) -> Vec<f32> {
     let sd = local_sd(half, hw, hh, 2);
-    sd.iter().map(|s| (s / 4.0).clamp(0.35, 2.5)).collect()
+    sd.iter().map(|&s| mask_at(s)).collect()
+}
+
+/// The perceptual mask for a local standard deviation `sd` of luma (8-bit levels).
+#[inline]
+fn mask_at(sd: f32) -> f32 {
+    (sd / 4.0).clamp(0.35, 2.5)
 }
 
 /// A channel type the watermark writes: 8 or 16 bits.
@@ -472,11 +501,17 @@ fn whitened(img: &DynamicImage) -> (Vec<f32>, usize, usize) {
     (whiten(y, w, h), w, h)
 }
 
-/// Local mean removed, divided by local contrast (luma in 8-bit levels), in place.
+/// Local mean removed and each pixel weighed by what it can tell (luma in 8-bit levels), in
+/// place: the mark's expected amplitude there (the embedder's mask, from the local contrast
+/// `sd`) over the host's variance (`sd^2`, plus a floor for quantisation). Where texture is
+/// strong the mask has reached its cap while the host keeps growing, so those pixels count
+/// less than a plain division by contrast would make them. On the harness's 510 attacked
+/// files this found 470 exact payloads where dividing by `sd + 2` found 458.
 fn whiten(mut y: Vec<f32>, w: usize, h: usize) -> Vec<f32> {
     box_stats(&mut y, w, h, 4, |_, row, m, q| {
         for ((v, m), q) in row.iter_mut().zip(m).zip(q) {
-            *v = (*v - m) / ((q - m * m).max(0.0).sqrt() + 2.0);
+            let var = (q - m * m).max(0.0);
+            *v = (*v - m) * mask_at(var.sqrt()) / (var + 1.0);
         }
     });
     y
