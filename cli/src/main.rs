@@ -113,8 +113,13 @@ fn sound_parts(r: &SoundReport) -> Vec<String> {
     }
     if let Some((payload, e)) = &r.watermark {
         parts.push(format!(
-            "watermark {payload:016x} at {:.1} dB SNR",
-            e.snr_db
+            "watermark {payload:016x} at {:.1} dB SNR{}",
+            e.snr_db,
+            if e.target_snr_db < aigc_audio::watermark::TARGET_SNR_DB {
+                format!(" (aimed at {:.1} dB: speech)", e.target_snr_db)
+            } else {
+                String::new()
+            }
         ));
     }
     if r.damaged_packets > 0 {
@@ -133,7 +138,7 @@ fn sound_parts(r: &SoundReport) -> Vec<String> {
 fn sound_json(r: &SoundReport) -> serde_json::Value {
     json!({
         "rhythm": r.rhythm_at.map(|at| json!({"start_seconds": at})),
-        "watermark": r.watermark.map(|(p, e)| json!({"payload": p.hex(), "payload_bits": p.bits, "snr_db": e.snr_db, "strength": e.strength})),
+        "watermark": r.watermark.map(|(p, e)| json!({"payload": p.hex(), "payload_bits": p.bits, "snr_db": e.snr_db, "target_snr_db": e.target_snr_db, "strength": e.strength})),
         "limiter_db": r.limiter_db,
     })
 }

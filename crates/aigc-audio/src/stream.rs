@@ -11,7 +11,7 @@
 //! front, and the [`Limiter`] keeps every sample under full scale.
 
 use crate::rhythm::{self, Duck, RhythmStyle};
-use crate::watermark::{self, Embedded, Modulator, Payload, MAX_STRENGTH, PERIOD, TARGET_SNR_DB};
+use crate::watermark::{self, Embedded, Modulator, Pauses, Payload, MAX_STRENGTH, PERIOD};
 use aigc_dsp::Key;
 
 /// A look-ahead limiter: the gain falls over 5 ms before a sample that would pass full scale
@@ -275,6 +275,9 @@ struct Watermarking {
     /// Energy of the sound and of the unit change over the blocks so far.
     host_sum: f64,
     unit_sum: f64,
+    /// Speech's pauses over the blocks so far, and the ratio they set for the latest block.
+    pauses: Pauses,
+    target_snr_db: f32,
 }
 
 /// Marks planar sound chunk by chunk; see the module's description.
@@ -313,6 +316,8 @@ impl StreamMarker {
             applied: 0.0,
             host_sum: 0.0,
             unit_sum: 0.0,
+            pauses: Pauses::default(),
+            target_snr_db: watermark::TARGET_SNR_DB,
         });
         let (tone, tone_at) = match layers.rhythm {
             Some((style, at)) => (rhythm::tone(style, sample_rate), at),
@@ -363,6 +368,7 @@ impl StreamMarker {
             (w.applied > 0.0).then(|| Embedded {
                 strength: known.iter().sum::<f32>() / known.len().max(1) as f32,
                 snr_db: (10.0 * (w.host / w.applied).log10()) as f32,
+                target_snr_db: w.target_snr_db,
             })
         });
         let tone_end = self.tone_at + self.tone.len();
@@ -461,12 +467,18 @@ impl StreamMarker {
             // would otherwise carry a strength its sound cannot hide.
             w.host_sum += host;
             w.unit_sum += unit;
+            // The ratio aimed at follows the sound so far too: speech's pauses show within a
+            // block or two.
+            let views: Vec<&[f32]> = held.iter().map(|c| &c[from - base..to - base]).collect();
+            w.pauses.add(&views, h);
+            let target = watermark::target_snr_db(w.pauses.share());
+            w.target_snr_db = target;
             let strength = |host: f64, unit: f64, snr_db: f32| {
                 (host > 0.0 && unit > host * 1e-12)
                     .then(|| (host / unit / 10f64.powf(snr_db as f64 / 10.0)).sqrt() as f32)
             };
-            let s = strength(w.host_sum, w.unit_sum, TARGET_SNR_DB)
-                .zip(strength(host, unit, TARGET_SNR_DB - 1.0))
+            let s = strength(w.host_sum, w.unit_sum, target)
+                .zip(strength(host, unit, target - 1.0))
                 .map(|(all, own)| all.min(own).min(MAX_STRENGTH));
             w.strengths.push(s);
         }
@@ -642,7 +654,12 @@ mod tests {
         assert_eq!(out[0].len(), x.len());
         assert_eq!(r.samples, x.len());
         let e = r.watermark.expect("marked");
-        assert!((e.snr_db - TARGET_SNR_DB).abs() < 1.5, "{e:?}");
+        assert_eq!(
+            e.target_snr_db,
+            watermark::TARGET_SNR_DB,
+            "sustained sound is music"
+        );
+        assert!((e.snr_db - watermark::TARGET_SNR_DB).abs() < 1.5, "{e:?}");
         let found = detect_mono(&out[0], sr, &key).found.expect("detected");
         assert_eq!(found.payload, payload);
         // The change matches the whole-file embedder's in kind: both channels alike, and the
@@ -659,6 +676,49 @@ mod tests {
         assert!(dot / (norm(&d1) * norm(&d2)) > 0.9, "{e2:?}");
         // Another key finds nothing.
         assert!(detect_mono(&out[0], sr, &[8u8; 32]).found.is_none());
+    }
+
+    /// Syllables: 140 ms of the test sound, then 160 ms of near silence, as speech pauses.
+    fn speech(sr: u32, secs: f32, seed: u64) -> Vec<f32> {
+        let mut x = music(sr, secs, seed);
+        for (i, v) in x.iter_mut().enumerate() {
+            if (i * 1000 / sr as usize) % 300 >= 140 {
+                *v *= 0.01;
+            }
+        }
+        x
+    }
+
+    #[test]
+    fn speech_gets_the_stronger_speech_ratio_and_music_keeps_its_own() {
+        let sr = 48_000;
+        let key = [7u8; 32];
+        let payload = Payload::bits64(0x0123_4567_89ab_cdef);
+        let layers = StreamLayers {
+            watermark: Some((&key, payload)),
+            rhythm: None,
+            inserts: &[],
+        };
+        let x = speech(sr, 20.0, 5);
+        let mut pauses = Pauses::default();
+        pauses.add(&[&x], watermark::hop_len(sr));
+        assert!(pauses.share() > 0.35, "{pauses:?}");
+        let (out, r) = stream(&x, sr, &layers);
+        let e = r.watermark.expect("marked");
+        assert_eq!(e.target_snr_db, watermark::SPEECH_TARGET_SNR_DB, "{e:?}");
+        assert!(
+            (e.snr_db - watermark::SPEECH_TARGET_SNR_DB).abs() < 1.5,
+            "{e:?}"
+        );
+        let found = detect_mono(&out[0], sr, &key).found.expect("detected");
+        assert_eq!(found.payload, payload);
+        // The whole-file embedder makes the same choice.
+        let mut whole = vec![x.clone()];
+        let e2 = embed(&mut whole, sr, &key, payload).unwrap();
+        assert_eq!(e2.target_snr_db, watermark::SPEECH_TARGET_SNR_DB);
+        let mut pauses = Pauses::default();
+        pauses.add(&[&music(sr, 20.0, 5)], watermark::hop_len(sr));
+        assert!(pauses.share() < 0.35, "{pauses:?}");
     }
 
     #[test]
