@@ -108,14 +108,21 @@ pub fn tile(key: &Key, payload: u64) -> Vec<f32> {
 /// times longer period, band-limited, so a frame decimated by `factor` shows [`tile`]. Video
 /// uses it on large frames: longer periods cost a codec far fewer bits and survive scaling.
 pub fn tile_scaled(key: &Key, payload: u64, factor: usize) -> Vec<f32> {
+    tile_with(key, payload, factor, None)
+}
+
+/// [`tile_scaled`] with each data bin at its own amplitude (`amps`, one per coded bit; the
+/// pilots stay at 1) before the tile is brought to unit RMS.
+fn tile_with(key: &Key, payload: u64, factor: usize, amps: Option<&[f32]>) -> Vec<f32> {
     let side = TILE * factor;
     let lay = layout(key);
     let bits = code::encode(key, payload);
+    let amp = |i: usize| amps.map_or(1.0, |a| a[i]);
     let sw = side / 2 + 1;
     let bin_index = |ky: i32, kx: i32| (ky.rem_euclid(side as i32) as usize) * sw + kx as usize;
     let mut spec = vec![Complex32::default(); side * sw];
-    for ((&b, &(ky, kx)), &ph) in bits.iter().zip(&lay.data).zip(&lay.data_phase) {
-        spec[bin_index(ky, kx)] = Complex32::from_polar(if b { 1.0 } else { -1.0 }, ph);
+    for (i, ((&b, &(ky, kx)), &ph)) in bits.iter().zip(&lay.data).zip(&lay.data_phase).enumerate() {
+        spec[bin_index(ky, kx)] = Complex32::from_polar(if b { amp(i) } else { -amp(i) }, ph);
     }
     for (&(ky, kx), &ph) in lay.pilots.iter().zip(&lay.pilot_phase) {
         spec[bin_index(ky, kx)] = Complex32::from_polar(1.0, ph);
@@ -307,9 +314,69 @@ fn local_sd(v: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
 /// host's own texture weighs more against the mark. Measured on the harness's 256 and 512 px
 /// photographs: 1.9 left 5 of 9 ordinary images failing an attack; 2.1-2.2 left none.
 pub fn target_rms(width: u32, height: u32) -> f32 {
-    // Tiles' worth of pixels the detector folds (it reads at most 2048 x 2048).
-    let tiles = (width.min(2048) as f32 * height.min(2048) as f32) / (TILE * TILE) as f32;
-    TARGET_RMS * (40.0 / tiles.max(1.0)).powf(0.125).clamp(1.0, 1.16)
+    let tiles = folded_tiles(width as usize, height as usize);
+    TARGET_RMS * (SMALL_TILES / tiles.max(1.0)).powf(0.125).clamp(1.0, 1.16)
+}
+
+/// Below this many tiles' worth of pixels an image counts as small: the host's texture weighs
+/// against the mark enough to be worth the stronger strength and the informed amplitudes.
+const SMALL_TILES: f32 = 40.0;
+
+/// Tiles' worth of pixels the detector folds (it reads at most 2048 x 2048).
+fn folded_tiles(width: usize, height: usize) -> f32 {
+    (width.min(2048) as f32 * height.min(2048) as f32) / (TILE * TILE) as f32
+}
+
+/// Host-informed amplitudes for the data bins of a small image (`None` for a large one): the
+/// detector's reading of the unmarked image at each data bin, in the direction its coded bit
+/// will be read, says whether the host helps or fights that bit. Bits the host fights get more
+/// amplitude, bits it helps get less (0.6-1.6, the mean square kept at 1, so the strength is
+/// unchanged). Only the data bins: the pilots must stay even, for the offset. The host's reading
+/// is its own fold on the exact grid, so this helps most where the grid survives (compression,
+/// noise, colour edits); after a resize the host folds differently and the shading is merely
+/// uneven. Measured on the harness's 12 photos of 256 and 512 px (17 attacks each): 174 exact
+/// payloads of 204 became 182; on a 256x256 crop of the committed portrait under 12 payloads,
+/// unattacked, JPEG 90, JPEG 50 and WebP 75 together went from 24 to 47 of 48.
+fn informed_amplitudes(img: &DynamicImage, lay: &Layout, bits: &[bool]) -> Option<Vec<f32>> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if folded_tiles(w, h) >= SMALL_TILES || w < 32 || h < 32 {
+        return None;
+    }
+    let host = prepare(img).identity;
+    let reading: Vec<f32> = lay
+        .data
+        .iter()
+        .zip(&lay.data_phase)
+        .zip(bits)
+        .map(|((&k, &ph), &b)| {
+            let dir = Complex32::from_polar(if b { 1.0 } else { -1.0 }, -ph);
+            host.iter().map(|s| (at_bin(s, k) * dir).re).sum::<f32>()
+        })
+        .collect();
+    let n = reading.len() as f32;
+    let mean = reading.iter().sum::<f32>() / n;
+    let sd = (reading.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n).sqrt();
+    if sd <= 0.0 {
+        return None;
+    }
+    // Amplitude falls by 0.6 per standard deviation of help; the level is found by bisection.
+    let amps = |level: f32| -> Vec<f32> {
+        reading
+            .iter()
+            .map(|r| (level - 0.6 * r / sd).clamp(0.6, 1.6))
+            .collect()
+    };
+    let mean_square = |a: &[f32]| a.iter().map(|a| a * a).sum::<f32>() / n;
+    let (mut lo, mut hi) = (0.0f32, 4.0f32);
+    for _ in 0..40 {
+        let mid = 0.5 * (lo + hi);
+        if mean_square(&amps(mid)) > 1.0 {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Some(amps(lo))
 }
 
 /// Adds the watermark for `payload` to `img` in place, keeping its pixel type, at the strength
@@ -340,7 +407,12 @@ pub fn embed_with_strength(
     ) {
         *img = DynamicImage::ImageRgba16(img.to_rgba16());
     }
-    let t = tile(key, payload);
+    let t = {
+        let lay = layout(key);
+        let bits = code::encode(key, payload);
+        let amps = informed_amplitudes(img, &lay, &bits);
+        tile_with(key, payload, 1, amps.as_deref())
+    };
     let (w, h) = (img.width() as usize, img.height() as usize);
     // Perceptual mask: local contrast, so texture hides the pattern and flat areas get little.
     // It varies slowly, so it lives at half resolution.
@@ -1379,5 +1451,57 @@ mod tests {
             });
             assert_eq!(seen, h);
         }
+    }
+
+    /// Data bins whose reading on the exact grid (no offset) disagrees with their coded bit.
+    fn bits_against(img: &DynamicImage, key: &Key, payload: u64) -> usize {
+        let lay = layout(key);
+        let spec = &prepare(img).identity[0];
+        let bits = code::encode(key, payload);
+        lay.data
+            .iter()
+            .zip(&lay.data_phase)
+            .zip(&bits)
+            .filter(|((&k, &ph), &b)| {
+                ((at_bin(spec, k) * Complex32::from_polar(1.0, -ph)).re > 0.0) != b
+            })
+            .count()
+    }
+
+    #[test]
+    fn informed_amplitudes_leave_fewer_bits_to_the_host() {
+        // A small textured image: blocky noise at several scales, as in a photo's detail.
+        let (w, h) = (256u32, 256u32);
+        let mut rng = aigc_dsp::KeyedRng::new(&[3; 32], "informed test");
+        let cells: Vec<f32> = (0..64 * 64).map(|_| rng.next_f32()).collect();
+        let fine: Vec<f32> = (0..w * h).map(|_| rng.next_f32()).collect();
+        let img = image::GrayImage::from_fn(w, h, |x, y| {
+            let c = cells[((y / 4) * 64 + x / 4) as usize];
+            image::Luma([(60.0 + 40.0 * c + 10.0 * fine[(y * w + x) as usize]) as u8])
+        });
+        let (key, payload) = ([9u8; 32], 0xfeed_beef_0123_4567);
+        // The plain tile at the same strength, through the video frames' path.
+        let mut raw = img.clone().into_raw();
+        let mut plane = LumaPlane {
+            data: &mut raw,
+            stride: w as usize,
+            width: w as usize,
+            height: h as usize,
+            bits: 8,
+        };
+        let plain_sq = embed_plane(&mut plane, &tile(&key, payload), target_rms(w, h));
+        let plain = DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, raw).unwrap());
+        let mut informed = DynamicImage::ImageLuma8(img);
+        let rms = embed(&mut informed, &key, payload);
+        // The same strength ...
+        let plain_rms = (plain_sq / (w * h) as f64).sqrt() as f32;
+        assert!((rms / plain_rms - 1.0).abs() < 0.05, "{rms} vs {plain_rms}");
+        // ... and clearly fewer bits the host pulls the wrong way.
+        let (a, b) = (
+            bits_against(&informed, &key, payload),
+            bits_against(&plain, &key, payload),
+        );
+        // (15 against 34 when written.)
+        assert!(3 * a < 2 * b, "informed {a}, plain {b}");
     }
 }

@@ -35,12 +35,15 @@ const PAYLOAD: u64 = 0x5eed_cafe_f00d_0001;
 
 #[test]
 fn a_plane_gets_the_same_change_as_an_image() {
-    let img = texture(384, 256, 1);
+    // Large enough (40 tiles) that the image gets the plain tile at the plain strength: a small
+    // image's data bins are shaded against its own content, which a video frame's are not.
+    let (w, h) = (1024usize, 640usize);
+    let img = texture(w as u32, h as u32, 1);
     let mut as_image = DynamicImage::ImageLuma8(img.clone());
     embed(&mut as_image, &KEY, PAYLOAD);
     // A plane with padding at the end of each row, as decoders lay them out.
-    let stride = 400;
-    let mut data = vec![0u8; stride * 256];
+    let stride = w + 16;
+    let mut data = vec![0u8; stride * h];
     for (y, row) in img.rows().enumerate() {
         for (x, p) in row.enumerate() {
             data[y * stride + x] = p[0];
@@ -50,21 +53,21 @@ fn a_plane_gets_the_same_change_as_an_image() {
     let mut plane = LumaPlane {
         data: &mut data,
         stride,
-        width: 384,
-        height: 256,
+        width: w,
+        height: h,
         bits: 8,
     };
-    // The image's strength depends on its size; the plane is told the same one.
-    embed_plane(&mut plane, &tile(&KEY, PAYLOAD), target_rms(384, 256));
+    assert_eq!(target_rms(w as u32, h as u32), TARGET_RMS);
+    embed_plane(&mut plane, &tile(&KEY, PAYLOAD), TARGET_RMS);
     let expected = as_image.to_luma8();
-    for y in 0..256 {
+    for y in 0..h {
         assert_eq!(
-            &data[y * stride..y * stride + 384],
-            &expected.as_raw()[y * 384..(y + 1) * 384]
+            &data[y * stride..y * stride + w],
+            &expected.as_raw()[y * w..(y + 1) * w]
         );
         assert_eq!(
-            &data[y * stride + 384..(y + 1) * stride],
-            &before[y * stride + 384..(y + 1) * stride],
+            &data[y * stride + w..(y + 1) * stride],
+            &before[y * stride + w..(y + 1) * stride],
             "padding touched"
         );
     }
