@@ -275,9 +275,8 @@ struct Watermarking {
     /// Energy of the sound and of the unit change over the blocks so far.
     host_sum: f64,
     unit_sum: f64,
-    /// Speech's pauses over the blocks so far, and the ratio they set for the latest block.
+    /// Speech's pauses over the blocks so far: they set the ratio aimed at.
     pauses: Pauses,
-    target_snr_db: f32,
 }
 
 /// Marks planar sound chunk by chunk; see the module's description.
@@ -317,7 +316,6 @@ impl StreamMarker {
             host_sum: 0.0,
             unit_sum: 0.0,
             pauses: Pauses::default(),
-            target_snr_db: watermark::TARGET_SNR_DB,
         });
         let (tone, tone_at) = match layers.rhythm {
             Some((style, at)) => (rhythm::tone(style, sample_rate), at),
@@ -368,7 +366,7 @@ impl StreamMarker {
             (w.applied > 0.0).then(|| Embedded {
                 strength: known.iter().sum::<f32>() / known.len().max(1) as f32,
                 snr_db: (10.0 * (w.host / w.applied).log10()) as f32,
-                target_snr_db: w.target_snr_db,
+                target_snr_db: watermark::target_snr_db(w.pauses.share()),
             })
         });
         let tone_end = self.tone_at + self.tone.len();
@@ -472,7 +470,6 @@ impl StreamMarker {
             let views: Vec<&[f32]> = held.iter().map(|c| &c[from - base..to - base]).collect();
             w.pauses.add(&views, h);
             let target = watermark::target_snr_db(w.pauses.share());
-            w.target_snr_db = target;
             let strength = |host: f64, unit: f64, snr_db: f32| {
                 (host > 0.0 && unit > host * 1e-12)
                     .then(|| (host / unit / 10f64.powf(snr_db as f64 / 10.0)).sqrt() as f32)

@@ -108,15 +108,13 @@ pub fn tile(key: &Key, payload: u64) -> Vec<f32> {
 /// times longer period, band-limited, so a frame decimated by `factor` shows [`tile`]. Video
 /// uses it on large frames: longer periods cost a codec far fewer bits and survive scaling.
 pub fn tile_scaled(key: &Key, payload: u64, factor: usize) -> Vec<f32> {
-    tile_with(key, payload, factor, None)
+    tile_from(&layout(key), &code::encode(key, payload), factor, None)
 }
 
-/// [`tile_scaled`] with each data bin at its own amplitude (`amps`, one per coded bit; the
-/// pilots stay at 1) before the tile is brought to unit RMS.
-fn tile_with(key: &Key, payload: u64, factor: usize, amps: Option<&[f32]>) -> Vec<f32> {
+/// The tile of `bits` on layout `lay` ([`tile_scaled`]), each data bin at its own amplitude
+/// (`amps`, one per coded bit; the pilots stay at 1) before the tile is brought to unit RMS.
+fn tile_from(lay: &Layout, bits: &[bool], factor: usize, amps: Option<&[f32]>) -> Vec<f32> {
     let side = TILE * factor;
-    let lay = layout(key);
-    let bits = code::encode(key, payload);
     let amp = |i: usize| amps.map_or(1.0, |a| a[i]);
     let sw = side / 2 + 1;
     let bin_index = |ky: i32, kx: i32| (ky.rem_euclid(side as i32) as usize) * sw + kx as usize;
@@ -342,15 +340,20 @@ fn informed_amplitudes(img: &DynamicImage, lay: &Layout, bits: &[bool]) -> Optio
     if folded_tiles(w, h) >= SMALL_TILES || w < 32 || h < 32 {
         return None;
     }
-    let host = prepare(img).identity;
+    // On the exact grid the fold is a single window.
+    let host = &prepare(img).identity[0];
     let reading: Vec<f32> = lay
         .data
         .iter()
         .zip(&lay.data_phase)
         .zip(bits)
         .map(|((&k, &ph), &b)| {
-            let dir = Complex32::from_polar(if b { 1.0 } else { -1.0 }, -ph);
-            host.iter().map(|s| (at_bin(s, k) * dir).re).sum::<f32>()
+            let r = read_unshifted(host, k, ph);
+            if b {
+                r
+            } else {
+                -r
+            }
         })
         .collect();
     let n = reading.len() as f32;
@@ -407,12 +410,13 @@ pub fn embed_with_strength(
     ) {
         *img = DynamicImage::ImageRgba16(img.to_rgba16());
     }
-    let t = {
-        let lay = layout(key);
-        let bits = code::encode(key, payload);
-        let amps = informed_amplitudes(img, &lay, &bits);
-        tile_with(key, payload, 1, amps.as_deref())
-    };
+    let (lay, bits) = (layout(key), code::encode(key, payload));
+    let t = tile_from(
+        &lay,
+        &bits,
+        1,
+        informed_amplitudes(img, &lay, &bits).as_deref(),
+    );
     let (w, h) = (img.width() as usize, img.height() as usize);
     // Perceptual mask: local contrast, so texture hides the pattern and flat areas get little.
     // It varies slowly, so it lives at half resolution.
@@ -905,6 +909,12 @@ fn half_plane((ky, kx): (i32, i32)) -> (i32, i32) {
     } else {
         (ky, kx)
     }
+}
+
+/// The reading of bin `k` with keyed phase `ph` in a fold with no crop offset: positive for a
+/// 1 bit, negative for a 0.
+fn read_unshifted(spec: &[Complex32], k: (i32, i32), ph: f32) -> f32 {
+    (at_bin(spec, k) * Complex32::from_polar(1.0, -ph)).re
 }
 
 /// The value of the folded spectrum at any bin (the stored half plane holds the rest by
@@ -1462,9 +1472,7 @@ mod tests {
             .iter()
             .zip(&lay.data_phase)
             .zip(&bits)
-            .filter(|((&k, &ph), &b)| {
-                ((at_bin(spec, k) * Complex32::from_polar(1.0, -ph)).re > 0.0) != b
-            })
+            .filter(|((&k, &ph), &b)| (read_unshifted(spec, k, ph) > 0.0) != b)
             .count()
     }
 
