@@ -1345,6 +1345,13 @@ fn prepared_from_residual(r: Vec<f32>, w: usize, h: usize) -> Prepared {
     }
 }
 
+/// Paths the list Viterbi decoder keeps (`aigc_dsp::code::decode_list`): on the harness's
+/// attacked photos it read blur1 on the one image the best path alone missed (488 of 510
+/// against 487), for at most 7 x 32 x 2^-40 = 2.0e-10 of false-positive probability and about
+/// 0.8 ms per reading of an image where nothing is found. Video, which stacks four readings,
+/// stays under 1e-9 with it.
+const LIST: usize = 32;
+
 /// The outcome of a detection attempt.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Detection {
@@ -1370,11 +1377,18 @@ pub fn detect_prepared(p: &Prepared, key: &Key) -> Detection {
     }
     let lay = layout(key);
     let mut fft = RealFft2::new(TILE, TILE);
-    let mut best_guess = None;
+    // Every reading is decoded by its best path first; only when none passes are the readings
+    // searched again with the list, best reading first. A mark that reads cleanly (on the grid
+    // or after the search) costs no more than plain Viterbi; only what would otherwise be
+    // "not found" pays for the list.
+    let mut readings: Vec<(Vec<f32>, Grid)> = Vec::new();
     let mut found = None;
+    let mut best_guess = None;
     for &map in &VARIANTS {
-        let d = code::decode(key, &soft_values(&p.identity, &lay, map, &mut fft));
+        let soft = soft_values(&p.identity, &lay, map, &mut fft);
+        let d = code::decode_list(key, &soft, 64, 1);
         best_guess.get_or_insert(d.payload);
+        readings.push((soft, Grid::IDENTITY));
         if d.check_ok {
             found = Some((d, Grid::IDENTITY));
             break;
@@ -1391,24 +1405,33 @@ pub fn detect_prepared(p: &Prepared, key: &Key) -> Detection {
                 continue;
             }
             let spectra = folded_spectra(&p.r, p.w, p.h, g, &mut fft);
-            let d = code::decode(key, &soft_values(&spectra, &lay, VARIANTS[0], &mut fft));
+            let soft = soft_values(&spectra, &lay, VARIANTS[0], &mut fft);
+            let d = code::decode_list(key, &soft, 64, 1);
+            readings.push((soft, g));
             if d.check_ok {
                 found = Some((d, g));
                 break;
             }
         }
     }
-    // Every attempt a detector could have made counts, not just those made before a success.
-    let max_attempts = VARIANTS.len() + SEARCH_CANDIDATES;
+    if found.is_none() {
+        found = readings.iter().find_map(|(soft, g)| {
+            let d = code::decode_list(key, soft, 64, LIST);
+            d.check_ok.then_some((d, *g))
+        });
+    }
+    // Every attempt a detector could have made counts, not just those made before a success:
+    // each decoding checks up to `LIST` paths.
+    let max_attempts = (VARIANTS.len() + SEARCH_CANDIDATES) * LIST;
     Detection {
         found: found.map(|(d, g)| WatermarkFound {
-            payload: d.payload,
+            payload: d.payload as u64,
             false_positive_probability: max_attempts as f64 * code::FP_PER_ATTEMPT,
             agreement: d.agreement,
             scale: g.scale,
             rotation_deg: g.rotation.to_degrees(),
         }),
-        best_guess: best_guess.unwrap_or(0),
+        best_guess: best_guess.unwrap_or(0) as u64,
     }
 }
 
