@@ -280,17 +280,24 @@ pub fn inspect_file(
     Ok(Some(find_marks(audio, key)))
 }
 
-/// Looks for the rhythm label, then for the watermark (when `key` is given) with the rhythm's
-/// stretches silenced: a tone mixed over the sound, and the sound ducked beneath it, are not
-/// the watermark's and would only disturb its statistics. Silent hops are left out by the
-/// detector.
+/// Looks for the rhythm label, then for the watermark (when `key` is given). An inserted
+/// rhythm label's stretch is silenced first: a bare tone between pauses holds no marked sound,
+/// and its hops, loud in one bin and empty in the others, would only disturb the detector's
+/// statistics. A label mixed over the sound (a video's soundtrack) is left in: the sound
+/// ducked beneath it still carries the mark, and on the video harness's 10 s clips reading it
+/// found the soundtrack's payload in 28 of 48 attacked clips where silencing it found 22.
+/// Silent hops are left out by the detector.
 fn find_marks(audio: Pcm, key: Option<&Key>) -> SoundInspection {
     let sample_rate = audio.sample_rate;
     let mut mono = audio.channels.into_iter().next().unwrap_or_default();
     let rhythm = rhythm::detect(&mono, sample_rate);
     // The duck reaches two dots (0.24 s by default) and a 50 ms ramp beyond the tone.
     let pad = 0.3;
-    for r in &rhythm {
+    let inserted: Vec<bool> = rhythm
+        .iter()
+        .map(|r| !sound_beneath(&mono, sample_rate, r))
+        .collect();
+    for (r, _) in rhythm.iter().zip(&inserted).filter(|(_, &i)| i) {
         let at = |s: f64| ((s.max(0.0) * sample_rate as f64) as usize).min(mono.len());
         let (from, to) = (at(r.start_seconds - pad), at(r.end_seconds + pad));
         mono[from..to].fill(0.0);
@@ -301,6 +308,38 @@ fn find_marks(audio: Pcm, key: Option<&Key>) -> SoundInspection {
         watermark: key.and_then(|k| watermark::detect_mono(&mono, sample_rate, k).found),
         rhythm,
     }
+}
+
+/// Whether sound plays beneath the rhythm label `r` (it was mixed, not inserted). `.- ..` is
+/// on for dots 0-1, 2-5, 8-9 and 10-11 and off between; an inserted tone leaves silence in the
+/// pauses, a mixed one the sound ducked 20 dB. So the pauses' middles must hold at least a
+/// millionth (-60 dB) of the energy per sample of the elements' middles: dither or a codec's
+/// noise in a true pause stays under that. Measured on the marked files of the audio and video
+/// harnesses (10 s; WAV, MP3, AAC after the video attacks): inserted 2.3e-19 at most, mixed
+/// 1.5e-4 to 3.4e-3. A mixed label over silence reads as inserted, and is silenced for nothing.
+fn sound_beneath(mono: &[f32], sample_rate: u32, r: &RhythmFound) -> bool {
+    let dot = r.dot_ms as f64 / 1000.0;
+    let power = |spans: &[(f64, f64)]| -> f64 {
+        let (mut e, mut n) = (0f64, 0usize);
+        for &(a, b) in spans {
+            let at = |d: f64| {
+                (((r.start_seconds + d * dot).max(0.0) * sample_rate as f64) as usize)
+                    .min(mono.len())
+            };
+            for &v in &mono[at(a)..at(b)] {
+                e += (v as f64) * (v as f64);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            e / n as f64
+        } else {
+            0.0
+        }
+    };
+    let on = power(&[(0.25, 0.75), (2.5, 4.5), (8.25, 8.75), (10.25, 10.75)]);
+    let off = power(&[(1.25, 1.75), (5.5, 7.5), (9.25, 9.75)]);
+    on > 0.0 && off >= 1e-6 * on
 }
 
 /// Looks for the watermark (when `key` is given) and the rhythm label in the opening
@@ -316,4 +355,41 @@ pub fn inspect_soundtrack(
     };
     let audio = pcm::read_for_detection(&mut reader, Some(seconds))?;
     Ok(Some(find_marks(audio, key)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mixed_rhythm_label_has_sound_beneath_and_an_inserted_one_does_not() {
+        let sr = 11025;
+        let tone = rhythm::tone(&RhythmStyle::default(), sr);
+        let mut rng = aigc_dsp::KeyedRng::new(&[1u8; 32], "beneath");
+        // Half a second before and after, so the label sits inside the sound.
+        let pad = sr as usize / 2;
+        let inserted: Vec<f32> = (0..pad)
+            .map(|_| 0.0)
+            .chain(tone.iter().copied())
+            .chain((0..pad).map(|_| 0.0))
+            .collect();
+        // The sound 20 dB under the tone's level, ducked a further 20 dB beneath it.
+        let mixed: Vec<f32> = inserted
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                let duck = if (pad..pad + tone.len()).contains(&i) {
+                    0.1
+                } else {
+                    1.0
+                };
+                t + duck * 0.05 * (rng.next_f32() - 0.5)
+            })
+            .collect();
+        for (x, beneath) in [(&inserted, false), (&mixed, true)] {
+            let found = rhythm::detect(x, sr);
+            assert_eq!(found.len(), 1, "the label is found");
+            assert_eq!(sound_beneath(x, sr, &found[0]), beneath);
+        }
+    }
 }

@@ -814,8 +814,10 @@ enum Piece {
     Sync,
     /// The middle 12 s, for the coarse speed search.
     Coarse,
-    /// The middle 30 s, for the fine speed search and its decoding.
+    /// The middle 20 s, for the fine speed search.
     Fine,
+    /// The middle 30 s, read at the factor the search chose and decoded.
+    Decode,
 }
 
 const FACTOR_UNIT: f64 = 1.0 / 20000.0;
@@ -857,7 +859,8 @@ impl<'a> Prepared<'a> {
             Piece::Whole => return (0, self.mono.len()),
             Piece::Sync => SYNC_SECONDS,
             Piece::Coarse => 12.0,
-            Piece::Fine => 30.0,
+            Piece::Fine => 20.0,
+            Piece::Decode => 30.0,
         };
         let n = ((secs * self.sample_rate as f64) as usize).min(self.mono.len());
         ((self.mono.len() - n) / 2, n)
@@ -994,9 +997,9 @@ pub fn detect_prepared(p: &Prepared, key: &Key) -> Detection {
             }
         }
     }
-    // Speed search: coarse (0.25% steps) on the middle 12 s, fine (0.03%) on the middle 30 s,
-    // both reading two sub-hop offsets, then all four offsets at the best factor. Residual
-    // drift stays under a hop over each piece.
+    // Speed search: coarse (0.25% steps) on the middle 12 s, fine (0.03%) on the middle 20 s,
+    // both reading two sub-hop offsets, then the middle 30 s at all four offsets at the best
+    // factor, for decoding. Residual drift stays under a hop over each piece.
     let top_z = |piece, factor| {
         p.candidates(&l, &p.sub_offsets(piece, factor, 2))
             .first()
@@ -1013,9 +1016,9 @@ pub fn detect_prepared(p: &Prepared, key: &Key) -> Detection {
         Piece::Coarse,
     );
     let fine = best_of(&mut (-4i32..=4).map(|i| coarse + i * 6), Piece::Fine);
-    let ats = p.sub_offsets(Piece::Fine, fine, 1);
+    let ats = p.sub_offsets(Piece::Decode, fine, 1);
     let f = 1.0 + fine as f64 * FACTOR_UNIT;
-    let (start, _) = p.span(Piece::Fine);
+    let (start, _) = p.span(Piece::Decode);
     for c in p.candidates(&l, &ats).iter().take(SPEED_CANDIDATES) {
         let fold = p.fold(ats[c.fold]);
         let at = start as f64 + period_start(ats[c.fold].offset, c.phase, h) as f64 * f;
