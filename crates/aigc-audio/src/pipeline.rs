@@ -293,13 +293,14 @@ fn find_marks(audio: Pcm, key: Option<&Key>) -> SoundInspection {
     let rhythm = rhythm::detect(&mono, sample_rate);
     // The duck reaches two dots (0.24 s by default) and a 50 ms ramp beyond the tone.
     let pad = 0.3;
-    let inserted: Vec<bool> = rhythm
+    let at = |s: f64| ((s.max(0.0) * sample_rate as f64) as usize).min(mono.len());
+    // Decided on the sound as decoded, before any stretch is silenced.
+    let silence: Vec<(usize, usize)> = rhythm
         .iter()
-        .map(|r| !sound_beneath(&mono, sample_rate, r))
+        .filter(|r| !sound_beneath(&mono, sample_rate, r))
+        .map(|r| (at(r.start_seconds - pad), at(r.end_seconds + pad)))
         .collect();
-    for (r, _) in rhythm.iter().zip(&inserted).filter(|(_, &i)| i) {
-        let at = |s: f64| ((s.max(0.0) * sample_rate as f64) as usize).min(mono.len());
-        let (from, to) = (at(r.start_seconds - pad), at(r.end_seconds + pad));
+    for (from, to) in silence {
         mono[from..to].fill(0.0);
     }
     SoundInspection {

@@ -786,8 +786,12 @@ fn decode_at(
     for v in &mut soft {
         *v /= sd;
     }
-    let list = if c.z >= LIST_MIN_Z { LIST } else { 1 };
-    code::decode_list(key, &soft, payload_bits, list)
+    // The best path alone first: a clean mark passes there, at plain Viterbi's cost.
+    let best = code::decode_wide(key, &soft, payload_bits);
+    if best.check_ok || c.z < LIST_MIN_Z {
+        return best;
+    }
+    code::decode_list(key, &soft, payload_bits, LIST)
 }
 
 /// A candidate alignment: which fold, its period phase and the pilots' z-score.

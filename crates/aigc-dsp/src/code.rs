@@ -118,7 +118,8 @@ pub fn decode_wide(key: &[u8; 32], soft: &[f32], payload_bits: usize) -> Decoded
 /// the best path but holds on a close second is how a noisy reading is still read: the code
 /// alone cannot tell them apart, the 40-bit check can. Each entry of the list is one more
 /// chance for unmarked content to pass, so a detector counts `list` attempts per call
-/// ([`FP_PER_ATTEMPT`] each).
+/// ([`FP_PER_ATTEMPT`] each). It costs about `list` times plain Viterbi, so a detector tries
+/// [`decode_wide`] first where a clean mark is the usual case.
 pub fn decode_list(key: &[u8; 32], soft: &[f32], payload_bits: usize, list: usize) -> DecodedWide {
     let message_bits = payload_bits + CHECK_BITS + TAIL;
     assert_eq!(soft.len(), 2 * message_bits);
@@ -130,13 +131,6 @@ pub fn decode_list(key: &[u8; 32], soft: &[f32], payload_bits: usize, list: usiz
             .map(|&v| if v.is_finite() { v } else { 0.0 })
             .collect();
         return decode_list(key, &finite, payload_bits, list);
-    }
-    if list > 1 {
-        // The best path alone first: a clean mark passes there, at plain Viterbi's cost.
-        let best = decode_list(key, soft, payload_bits, 1);
-        if best.check_ok {
-            return best;
-        }
     }
     const STATES: usize = 1 << (K - 1);
     let l = list;

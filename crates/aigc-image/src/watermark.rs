@@ -1386,7 +1386,7 @@ pub fn detect_prepared(p: &Prepared, key: &Key) -> Detection {
     let mut best_guess = None;
     for &map in &VARIANTS {
         let soft = soft_values(&p.identity, &lay, map, &mut fft);
-        let d = code::decode_list(key, &soft, 64, 1);
+        let d = code::decode_wide(key, &soft, 64);
         best_guess.get_or_insert(d.payload);
         readings.push((soft, Grid::IDENTITY));
         if d.check_ok {
@@ -1406,7 +1406,7 @@ pub fn detect_prepared(p: &Prepared, key: &Key) -> Detection {
             }
             let spectra = folded_spectra(&p.r, p.w, p.h, g, &mut fft);
             let soft = soft_values(&spectra, &lay, VARIANTS[0], &mut fft);
-            let d = code::decode_list(key, &soft, 64, 1);
+            let d = code::decode_wide(key, &soft, 64);
             readings.push((soft, g));
             if d.check_ok {
                 found = Some((d, g));
