@@ -1211,12 +1211,21 @@ fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<Grid> {
             score(0.75, &turned(0.0))
         );
     }
-    // Scales 0.45-1.7 in 0.4% steps, rotations within 5 degrees in quarter degrees.
+    // Scales 0.45-1.7, rotations within 3 degrees. A 1024-bin window is searched in steps of
+    // 0.4% and half a degree; a smaller window resolves frequency more coarsely, so the same
+    // steps would move its bins by a fraction of what they move a 1024 window's, and its steps
+    // are longer by the ratio of the sizes (up to 4x): the same shift in bins between two
+    // neighbouring grid points, and a quarter of the points at 256 px.
+    let coarse = (1024.0 / nw.max(nh) as f32).clamp(1.0, 4.0);
     let scales: Vec<f32> = (0..)
-        .map(|i| 0.45 * 1.004f32.powi(i))
+        .map(|i| 0.45 * (1.0 + 0.004 * coarse).powi(i))
         .take_while(|&s| s <= 1.7)
         .collect();
-    let rots: Vec<f32> = (-6..=6).map(|i| (i as f32 * 0.5).to_radians()).collect();
+    let rot_step = 0.5 * coarse;
+    let turns = (3.0 / rot_step).ceil() as i32;
+    let rots: Vec<f32> = (-turns..=turns)
+        .map(|i| (i as f32 * rot_step).to_radians())
+        .collect();
     let mut grid_scores = vec![0f32; scales.len() * rots.len()];
     for (ri, &ro) in rots.iter().enumerate() {
         let turned = turned(ro);
@@ -1253,11 +1262,11 @@ fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<Grid> {
     let mut picked: Vec<(usize, usize)> = Vec::new();
     for i in order {
         let (si, ri) = (i / rots.len(), i % rots.len());
-        // Distinct peaks only: not within 2% scale and 1 degree of one already picked.
-        if picked
-            .iter()
-            .any(|&(s, r)| s.abs_diff(si) <= 5 && r.abs_diff(ri) <= 4)
-        {
+        // Distinct peaks only: not within 2% scale and 2 degrees of one already picked.
+        if picked.iter().any(|&(s, r)| {
+            (scales[s] / scales[si]).ln().abs() <= 1.02f32.ln() + 1e-4
+                && (rots[r] - rots[ri]).abs() <= 2f32.to_radians() + 1e-4
+        }) {
             continue;
         }
         picked.push((si, ri));
@@ -1287,11 +1296,12 @@ fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<Grid> {
         .into_iter()
         .map(|(si, ri)| {
             let (mut best, mut bs, mut br) = (f32::MIN, scales[si], rots[ri]);
+            // Steps of a quarter of the coarse ones, a step and a half either side.
             for j in -6..=6 {
-                let ro = rots[ri] + (j as f32 * 0.05).to_radians();
+                let ro = rots[ri] + (j as f32 * 0.05 * coarse).to_radians();
                 let turned = turned(ro);
                 for i in -6..=6 {
-                    let sc = scales[si] * 1.001f32.powi(i);
+                    let sc = scales[si] * (1.0 + 0.001 * coarse).powi(i);
                     let v = fine(sc, &turned);
                     if v > best {
                         (best, bs, br) = (v, sc, ro);
