@@ -532,7 +532,7 @@ fn spectra(
         fft.process_with_scratch(&mut buf, &mut spec, &mut scratch)
             .expect("sizes from the plan");
         let floor = 1e-12;
-        for (v, c) in logm.iter_mut().zip(&spec[first..hi]) {
+        for (v, c) in logm.iter_mut().zip(&spec[first.min(hi)..hi]) {
             *v = c.norm_sqr() + floor;
         }
         for v in &mut logm {
