@@ -2,6 +2,7 @@
 //! exclude decoding and encoding, as the speed figures do.
 //!
 //!   wm_tool embed IN OUT.png PAYLOAD_HEX      one JSON line: embed_ms, megapixels, psnr_db
+//!   wm_tool embed-batch ROUNDS FILE...        per file, the best of ROUNDS embeds in this process
 //!   wm_tool detect FILE...                    one JSON line per file
 //!   wm_tool fp-trials KEYS FILE...            KEYS random keys on each unmarked file
 //!
@@ -43,6 +44,24 @@ fn main() {
                 "{{\"embed_ms\":{ms:.3},\"megapixels\":{mp:.4},\"psnr_db\":{:.3}}}",
                 20.0 * (255.0 / rms.max(1e-6)).log10()
             );
+        }
+        Some("embed-batch") => {
+            // As a batch sees it: each file marked `rounds` times in this process, the best
+            // time kept, so the one-off costs of a fresh process (first touches of memory,
+            // cold caches) do not count. The harness's `embed` times one mark per process.
+            let rounds: usize = args[1].parse().expect("rounds");
+            for path in &args[2..] {
+                let img = image::open(path).expect("readable image");
+                let mut best = f64::MAX;
+                for _ in 0..rounds {
+                    let mut marked = img.clone();
+                    let t = Instant::now();
+                    embed(&mut marked, &key(), 0x0123_4567_89ab_cdef);
+                    best = best.min(t.elapsed().as_secs_f64() * 1e3);
+                }
+                let mp = (img.width() * img.height()) as f64 / 1e6;
+                println!("{{\"path\":{path:?},\"embed_ms\":{best:.3},\"megapixels\":{mp:.4}}}");
+            }
         }
         Some("detect") => {
             let k = key();
@@ -97,7 +116,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: wm_tool embed IN OUT PAYLOAD_HEX | detect FILE... | fp-trials KEYS FILE..."
+                "usage: wm_tool embed IN OUT PAYLOAD_HEX | embed-batch ROUNDS FILE... | detect FILE... | fp-trials KEYS FILE..."
             );
             std::process::exit(2);
         }
