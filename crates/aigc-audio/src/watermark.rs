@@ -983,7 +983,7 @@ impl<'a> Prepared<'a> {
     /// hop nearest to where it starts in the input (on the quarter-hop grid of its four
     /// sub-hop offsets), each bin interpolated at the frequency the stretch moves it to. Only
     /// the search's pilot scores read it; the chosen factor is decoded from a real stretched
-    /// reading. Stretching the cells instead of the audio makes the search about ten times
+    /// reading. Stretching the cells instead of the audio makes the search an order of magnitude
     /// cheaper.
     fn fold_stretched(&self, at: FoldAt) -> Vec<f32> {
         let h = self.h;
