@@ -78,18 +78,10 @@ impl RealFft2 {
                 )
                 .expect("sizes match the plan");
         }
-        for y in 0..h {
-            for x in 0..sw {
-                self.cols[x * h + y] = out[y * sw + x];
-            }
-        }
+        transpose(out, h, sw, &mut self.cols);
         self.col_fwd
             .process_with_scratch(&mut self.cols, &mut self.col_scratch);
-        for x in 0..sw {
-            for y in 0..h {
-                out[y * sw + x] = self.cols[x * h + y];
-            }
-        }
+        transpose(&self.cols, sw, h, out);
     }
 
     /// Inverse transform of a half spectrum (consumed as scratch) into `out` (`h`*`w`),
@@ -98,18 +90,10 @@ impl RealFft2 {
         let (h, w, sw) = (self.h, self.w, self.w / 2 + 1);
         assert_eq!(spec.len(), h * sw);
         assert_eq!(out.len(), h * w);
-        for y in 0..h {
-            for x in 0..sw {
-                self.cols[x * h + y] = spec[y * sw + x];
-            }
-        }
+        transpose(spec, h, sw, &mut self.cols);
         self.col_inv
             .process_with_scratch(&mut self.cols, &mut self.col_scratch);
-        for x in 0..sw {
-            for y in 0..h {
-                spec[y * sw + x] = self.cols[x * h + y];
-            }
-        }
+        transpose(&self.cols, sw, h, spec);
         for y in 0..h {
             let row = &mut spec[y * sw..(y + 1) * sw];
             // A real signal's DC and Nyquist bins are real; drop rounding residue so realfft
@@ -121,6 +105,28 @@ impl RealFft2 {
             self.c2r
                 .process_with_scratch(row, &mut out[y * w..(y + 1) * w], &mut self.row_scratch)
                 .expect("sizes match the plan");
+        }
+    }
+}
+
+/// `dst[c * rows + r] = src[r * cols + c]`, in blocks of 64 rows by 4 columns: element by
+/// element, every write of a large transpose landed on another cache line. Of the block shapes
+/// timed on a 1024 x 513 spectrum (there and back), this one took 1.1 ms against 4.3 for
+/// element by element and 2.2-3.5 for square blocks of 8-32.
+fn transpose(src: &[Complex32], rows: usize, cols: usize, dst: &mut [Complex32]) {
+    const ROWS: usize = 64;
+    const COLS: usize = 4;
+    debug_assert!(src.len() == rows * cols && dst.len() == rows * cols);
+    for r0 in (0..rows).step_by(ROWS) {
+        let r1 = (r0 + ROWS).min(rows);
+        for c0 in (0..cols).step_by(COLS) {
+            let c1 = (c0 + COLS).min(cols);
+            for r in r0..r1 {
+                let row = &src[r * cols + c0..r * cols + c1];
+                for (c, &v) in (c0..c1).zip(row) {
+                    dst[c * rows + r] = v;
+                }
+            }
         }
     }
 }
