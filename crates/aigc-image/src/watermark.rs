@@ -1215,7 +1215,7 @@ fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<Grid> {
     // 0.4% and half a degree; a smaller window resolves frequency more coarsely, so the same
     // steps would move its bins by a fraction of what they move a 1024 window's, and its steps
     // are longer by the ratio of the sizes (up to 4x): the same shift in bins between two
-    // neighbouring grid points, and a quarter of the points at 256 px.
+    // neighbouring grid points, and a tenth of the points at 256 px.
     let coarse = (1024.0 / nw.max(nh) as f32).clamp(1.0, 4.0);
     let scales: Vec<f32> = (0..)
         .map(|i| 0.45 * (1.0 + 0.004 * coarse).powi(i))
@@ -1296,7 +1296,8 @@ fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<Grid> {
         .into_iter()
         .map(|(si, ri)| {
             let (mut best, mut bs, mut br) = (f32::MIN, scales[si], rots[ri]);
-            // Steps of a quarter of the coarse ones, a step and a half either side.
+            // Scale in quarters of the coarse step (a step and a half either side), rotation
+            // in tenths (0.6 of a step either side).
             for j in -6..=6 {
                 let ro = rots[ri] + (j as f32 * 0.05 * coarse).to_radians();
                 let turned = turned(ro);
