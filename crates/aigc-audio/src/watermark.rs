@@ -871,12 +871,17 @@ pub struct Prepared<'a> {
     /// The last piece read stretched, and its factor: decoding reads it at four sub-hop
     /// offsets one after the other.
     stretched: RefCell<Option<Stretched>>,
-    /// The reference piece's spectra (`WIDE` bins a hop) and hop energies per sub-hop offset,
-    /// kept from its plain reading for the speed search, which makes cells of them only when
-    /// it runs.
-    spectra: RefCell<HashMap<usize, Spectra>>,
-    /// Those spectra made into cells (`hops * WIDE`), per sub-hop offset.
-    wide: RefCell<HashMap<usize, Rc<Vec<f32>>>>,
+    /// The reference piece's readings `WIDE` bins a hop, per sub-hop offset, for the speed
+    /// search: kept as spectra from the plain reading, made into cells when the search runs.
+    wide: RefCell<HashMap<usize, WideReading>>,
+}
+
+/// A reference reading kept for the speed search.
+enum WideReading {
+    /// As the plain reading left it: log magnitudes and hop energies.
+    Spectra(Spectra),
+    /// Whitened and weighted (`hops * WIDE`).
+    Cells(Rc<Vec<f32>>),
 }
 
 /// A piece, the factor it was read stretched by, and the samples read.
@@ -892,7 +897,6 @@ impl<'a> Prepared<'a> {
             fft: RealFftPlanner::<f32>::new().plan_fft_forward(2 * h),
             folds: Default::default(),
             stretched: Default::default(),
-            spectra: Default::default(),
             wide: Default::default(),
         }
     }
@@ -937,7 +941,9 @@ impl<'a> Prepared<'a> {
                 .copied()
                 .collect();
             finish::<NBINS>(&mut r, &energy, hops);
-            self.spectra.borrow_mut().insert(at.offset, (wide, energy));
+            self.wide
+                .borrow_mut()
+                .insert(at.offset, WideReading::Spectra((wide, energy)));
             fold(&Cells { r, hops })
         } else if at.factor == 0 {
             fold(&cells(piece, self.h, at.offset, &self.fft))
@@ -963,19 +969,27 @@ impl<'a> Prepared<'a> {
 
     /// The reference piece's cells at sub-hop offset `offset`, `WIDE` bins a hop.
     fn wide(&self, offset: usize) -> Rc<Vec<f32>> {
-        if let Some(w) = self.wide.borrow().get(&offset) {
-            return w.clone();
-        }
-        let kept = self.spectra.borrow_mut().remove(&offset);
-        let (mut r, energy) = kept.unwrap_or_else(|| {
-            let (start, n) = self.span(self.reference_piece());
-            let piece = &self.mono[start..start + n];
-            spectra(piece, self.h, offset, &self.fft, BAND.0 - MARGIN, WIDE)
-        });
+        let kept = self.wide.borrow_mut().remove(&offset);
+        let (mut r, energy) = match kept {
+            Some(WideReading::Cells(c)) => {
+                self.wide
+                    .borrow_mut()
+                    .insert(offset, WideReading::Cells(c.clone()));
+                return c;
+            }
+            Some(WideReading::Spectra(s)) => s,
+            None => {
+                let (start, n) = self.span(self.reference_piece());
+                let piece = &self.mono[start..start + n];
+                spectra(piece, self.h, offset, &self.fft, BAND.0 - MARGIN, WIDE)
+            }
+        };
         finish::<WIDE>(&mut r, &energy, energy.len());
-        let w = Rc::new(r);
-        self.wide.borrow_mut().insert(offset, w.clone());
-        w
+        let c = Rc::new(r);
+        self.wide
+            .borrow_mut()
+            .insert(offset, WideReading::Cells(c.clone()));
+        c
     }
 
     /// The speed search's fold of a piece read stretched by a factor, made without resampling
@@ -990,8 +1004,10 @@ impl<'a> Prepared<'a> {
         let (reference, _) = self.span(self.reference_piece());
         let (start, n) = self.span(at.piece);
         let f = 1.0 + at.factor as f64 * FACTOR_UNIT;
-        let grids: Vec<Rc<Vec<f32>>> = (0..SUB_OFFSETS)
-            .map(|o| self.wide(o * h / SUB_OFFSETS))
+        let grids: Vec<Rc<Vec<f32>>> = self
+            .sub_offsets(self.reference_piece(), 0, 1)
+            .iter()
+            .map(|at| self.wide(at.offset))
             .collect();
         // The stretched reading's bin k is the input's bin k / f: the two wide bins either
         // side of it, and the weight of the upper one.
