@@ -91,6 +91,9 @@ def attacks(seconds):
         "h264_crf23": enc + ["-crf", "23"],
         "h264_crf28": enc + ["-crf", "28"],
         "scale50": ["-vf", "scale=trunc(iw/4)*2:trunc(ih/4)*2"] + enc + ["-crf", "23"],
+        # 1080p to 720p, 720p to 480p: a platform's smaller rendition, at a scale the
+        # detector must search for.
+        "scale67": ["-vf", "scale=trunc(iw/3)*2:trunc(ih/3)*2"] + enc + ["-crf", "23"],
         "crop80": ["-vf", "crop=trunc(iw*0.4)*2:trunc(ih*0.4)*2"] + enc + ["-crf", "23"],
         "fps24": ["-vf", "fps=24"] + enc + ["-crf", "23"],
         "cut5": ["-ss", f"{mid:.2f}", "-t", "5"] + enc + ["-crf", "23"],

@@ -114,6 +114,19 @@ pub fn tile_scaled(key: &Key, payload: u64, factor: usize) -> Vec<f32> {
 /// The tile of `bits` on layout `lay` ([`tile_scaled`]), each data bin at its own amplitude
 /// (`amps`, one per coded bit; the pilots stay at 1) before the tile is brought to unit RMS.
 fn tile_from(lay: &Layout, bits: &[bool], factor: usize, amps: Option<&[f32]>) -> Vec<f32> {
+    let mut out = Vec::new();
+    MovableTile::from_spectrum(tile_spectrum(lay, bits, factor, amps), TILE * factor)
+        .draw_at(0.0, 0.0, &mut out);
+    out
+}
+
+/// The half spectrum of [`tile_from`]'s tile before its inverse transform and scaling.
+fn tile_spectrum(
+    lay: &Layout,
+    bits: &[bool],
+    factor: usize,
+    amps: Option<&[f32]>,
+) -> Vec<Complex32> {
     let side = TILE * factor;
     let amp = |i: usize| amps.map_or(1.0, |a| a[i]);
     let sw = side / 2 + 1;
@@ -125,12 +138,79 @@ fn tile_from(lay: &Layout, bits: &[bool], factor: usize, amps: Option<&[f32]>) -
     for (&(ky, kx), &ph) in lay.pilots.iter().zip(&lay.pilot_phase) {
         spec[bin_index(ky, kx)] = Complex32::from_polar(1.0, ph);
     }
-    let mut fft = RealFft2::new(side, side);
-    let mut out = vec![0f32; side * side];
-    fft.inverse(&mut spec, &mut out);
-    let rms = (out.iter().map(|v| v * v).sum::<f32>() / out.len() as f32).sqrt();
-    out.iter_mut().for_each(|v| *v /= rms);
-    out
+    spec
+}
+
+/// The tile of [`tile_scaled`], drawn at any offset (to a fraction of a pixel): video moves
+/// its mark with the picture, so that a codec predicts the mark along with what it follows
+/// instead of coding it again in every frame. Keeps the tile's spectrum; each offset costs a
+/// phase ramp and one inverse FFT of the tile.
+pub struct MovableTile {
+    spec: Vec<Complex32>,
+    turned: Vec<Complex32>,
+    side: usize,
+    /// The inverse FFT's output scale that brings the tile to unit RMS (the same at any offset:
+    /// a shift keeps every bin's power).
+    unit: f32,
+    fft: RealFft2,
+}
+
+impl MovableTile {
+    /// The tile of [`tile_scaled`]`(key, payload, factor)`, ready to be drawn at any offset.
+    pub fn new(key: &Key, payload: u64, factor: usize) -> MovableTile {
+        let factor = factor.max(1);
+        let spec = tile_spectrum(&layout(key), &code::encode(key, payload), factor, None);
+        MovableTile::from_spectrum(spec, TILE * factor)
+    }
+
+    /// The tile whose half spectrum is `spec` (side `side`), brought to unit RMS.
+    fn from_spectrum(spec: Vec<Complex32>, side: usize) -> MovableTile {
+        // Parseval: the unnormalised inverse of a half spectrum whose bins all lie off the
+        // first and middle columns has a mean square of twice the bins' summed power.
+        let power = 2.0 * spec.iter().map(|c| c.norm_sqr()).sum::<f32>();
+        MovableTile {
+            turned: spec.clone(),
+            spec,
+            side,
+            unit: 1.0 / power.sqrt().max(1e-30),
+            fft: RealFft2::new(side, side),
+        }
+    }
+
+    /// The tile's side in pixels.
+    pub fn side(&self) -> usize {
+        self.side
+    }
+
+    /// The tile moved by (`dx`, `dy`) pixels into `out` (side x side): what stood at (x, y)
+    /// now stands at (x + dx, y + dy), wrapping around the tile.
+    pub fn draw_at(&mut self, dx: f32, dy: f32, out: &mut Vec<f32>) {
+        let side = self.side;
+        let sw = side / 2 + 1;
+        let step = -std::f32::consts::TAU / side as f32;
+        // e^{-i 2 pi (kx dx + ky dy) / side}, per row and per column, multiplied.
+        let cols: Vec<Complex32> = (0..sw)
+            .map(|kx| Complex32::from_polar(1.0, step * kx as f32 * dx))
+            .collect();
+        for (ky, (t, s)) in self
+            .turned
+            .chunks_exact_mut(sw)
+            .zip(self.spec.chunks_exact(sw))
+            .enumerate()
+        {
+            let fy = if ky > side / 2 {
+                ky as f32 - side as f32
+            } else {
+                ky as f32
+            };
+            let row = Complex32::from_polar(self.unit, step * fy * dy);
+            for ((t, s), c) in t.iter_mut().zip(s).zip(&cols) {
+                *t = s * c * row;
+            }
+        }
+        out.resize(side * side, 0.0);
+        self.fft.inverse(&mut self.turned, out);
+    }
 }
 
 /// Luma (BT.601 weights, which sum to 1, so a change added to R, G and B alike shows in full)
@@ -727,10 +807,14 @@ pub fn embed_plane(plane: &mut LumaPlane, tile: &[f32], target_rms: f32) -> f64 
 }
 
 /// Whitened luma summed over many frames of one size, for detection that folds over time as
-/// well as over tiles: the mark is the same in every frame, moving content averages out.
+/// well as over tiles: where the mark stays put, moving content averages out. Each frame is
+/// also kept apart (its fold on the exact grid and its central region), for a mark that moves
+/// with the picture (as `mark` draws it on video): the detector reads those frames each at
+/// its own offset.
 #[derive(Clone, Default)]
 pub struct FrameStack {
     sum: Vec<f32>,
+    parts: Vec<FramePart>,
     w: usize,
     h: usize,
     frames: usize,
@@ -772,6 +856,22 @@ impl FrameStack {
             out.iter_mut().for_each(|v| *v *= to8);
         }
         let r = whiten(y, cw, ch);
+        let mut fft = RealFft2::new(TILE, TILE);
+        let identity = folded_spectra(&r, cw, ch, Grid::IDENTITY, &mut fft)
+            .pop()
+            .expect("one window on the exact grid");
+        let (rw, rh) = (cw.min(FRAME_REGION), ch.min(FRAME_REGION));
+        let (rx, ry) = ((cw - rw) / 2, (ch - rh) / 2);
+        let crop = (ry..ry + rh)
+            .flat_map(|y| &r[y * cw + rx..y * cw + rx + rw])
+            .copied()
+            .collect();
+        self.parts.push(FramePart {
+            identity,
+            crop,
+            w: rw,
+            h: rh,
+        });
         if self.frames == 0 {
             (self.sum, self.w, self.h) = (r, cw, ch);
         } else {
@@ -787,7 +887,8 @@ impl FrameStack {
 
     /// The stack made ready for [`detect_prepared`]; `None` before any frame was added.
     pub fn prepare(&self) -> Option<Prepared> {
-        (self.frames > 0).then(|| prepared_from_residual(self.sum.clone(), self.w, self.h))
+        (self.frames > 0)
+            .then(|| prepared_from_residual(self.sum.clone(), self.w, self.h, self.parts.clone()))
     }
 }
 
@@ -927,19 +1028,29 @@ fn at_bin(spec: &[Complex32], (ky, kx): (i32, i32)) -> Complex32 {
     }
 }
 
+/// How far (in standard deviations of the correlation over every shift) the pilots' peak in a
+/// window of stacked frames must stand out for the frames to be read at that one offset. Below
+/// it each frame is read at its own offset: video moves its mark with the picture, so frames
+/// of a moving shot carry it at different offsets (and their sum shows no single peak). The
+/// highest of the 16,384 shifts of noise alone stands about 4 deviations out.
+const COHERENT_Z: f32 = 5.0;
+
 /// Coherent soft values: per window, the pilots' phases give the crop offset (the peak of
 /// their correlation over every circular shift, by one inverse FFT), each data bin is turned
 /// back by that offset's phase ramp and its real part taken, over the noise level at its
 /// radius. Windows add up. `map` turns a layout bin into the bin to read (for rotated or
 /// mirrored images).
+///
+/// `frames`, when not empty, holds for each window the spectra of the frames whose sum it is
+/// (video): where the sum shows no clear pilot peak, each frame is read at its own offset.
 fn soft_values(
     spectra: &[Vec<Complex32>],
+    frames: &[Vec<Vec<Complex32>>],
     lay: &Layout,
     map: BinMap,
     fft: &mut RealFft2,
 ) -> Vec<f32> {
     let sw = TILE / 2 + 1;
-    let t = TILE as f32;
     let mut soft = vec![0f32; CODED_BITS];
     let mut h = vec![Complex32::default(); TILE * sw];
     let mut corr = vec![0f32; TILE * TILE];
@@ -949,84 +1060,156 @@ fn soft_values(
         let (ky, kx) = half_plane(map(b));
         carries[bin_index(ky, kx)] = true;
     }
-    for spec in spectra {
-        // Noise level per radius, from every bin of the band.
-        let nr = TILE / 2 + 2;
-        let (mut ring, mut ring_n) = (vec![0f32; nr], vec![0f32; nr]);
-        for ky in -(TILE as i32) / 2 + 1..TILE as i32 / 2 {
-            for kx in 1..sw as i32 - 1 {
-                let r = ((ky * ky + kx * kx) as f32).sqrt().round() as usize;
-                if r < nr {
-                    ring[r] += spec[bin_index(ky, kx)].norm_sqr();
-                    ring_n[r] += 1.0;
-                }
-            }
-        }
-        // Noise level per bin: the mean power of the bins around it that carry nothing (5 x 5,
-        // the layout's bins left out). A host's spectrum is far from even around a ring (edges
-        // and textures run in directions), so a bin's neighbours tell its noise better than its
-        // ring does; the ring stands in where no neighbour is free.
-        let sigma = |(ky, kx): (i32, i32)| {
-            let (mut sum, mut n) = (0f32, 0f32);
-            for dy in -NOISE_REACH..=NOISE_REACH {
-                for dx in -NOISE_REACH..=NOISE_REACH {
-                    let (y, x) = half_plane((ky + dy, kx + dx));
-                    if x == 0 || x >= sw as i32 - 1 || y.abs() >= TILE as i32 / 2 {
-                        continue;
-                    }
-                    let i = bin_index(y, x);
-                    if !carries[i] {
-                        sum += spec[i].norm_sqr();
-                        n += 1.0;
-                    }
-                }
-            }
-            let var = if n > 0.0 {
-                sum / n
+    for (j, spec) in spectra.iter().enumerate() {
+        let sigma = noise_levels(spec, &carries);
+        let (d, z) = pilot_offset(spec, &sigma, lay, map, fft, &mut h, &mut corr);
+        let Some(frames) = frames.get(j).filter(|f| !f.is_empty()) else {
+            add_soft(spec, &sigma, d, lay, map, &mut soft);
+            continue;
+        };
+        // A frame is read at the sum's offset when the sum shows one, unless the frame shows
+        // its own mark clearly elsewhere (a moving mark, strong in each frame, also puts a
+        // peak into the sum: the strongest frame's).
+        for f in frames {
+            let sigma = noise_levels(f, &carries);
+            let (own, z_own) = pilot_offset(f, &sigma, lay, map, fft, &mut h, &mut corr);
+            let apart = tile_distance(own, d) > 1.0;
+            let at = if z >= COHERENT_Z && !(z_own >= OWN_Z && apart) {
+                d
             } else {
-                let r = ((ky * ky + kx * kx) as f32).sqrt().round() as usize;
-                ring[r.min(nr - 1)] / ring_n[r.min(nr - 1)].max(1.0)
+                own
             };
-            var.sqrt().max(1e-12)
-        };
-        // Pilot correlation over all shifts: Re sum_k F(k) conj(P(k)) e^{i 2 pi k.d / T}.
-        h.iter_mut().for_each(|v| *v = Complex32::default());
-        for (&bin, &ph) in lay.pilots.iter().zip(&lay.pilot_phase) {
-            let k = map(bin);
-            let g = at_bin(spec, k) * Complex32::from_polar(1.0 / sigma(k), -ph);
-            if k.1 > 0 || (k.1 == 0 && k.0 > 0) {
-                h[bin_index(k.0, k.1)] += g;
-            } else {
-                h[bin_index(-k.0, -k.1)] += g.conj();
-            }
-        }
-        fft.inverse(&mut h, &mut corr);
-        let (best, _) = corr
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .expect("non-empty");
-        let (bx, by) = ((best % TILE) as i64, (best / TILE) as i64);
-        let c = |x: i64, y: i64| {
-            corr[(y.rem_euclid(TILE as i64) as usize) * TILE + x.rem_euclid(TILE as i64) as usize]
-        };
-        let refine = |m: f32, c0: f32, p: f32| {
-            let den = m - 2.0 * c0 + p;
-            if den.abs() > 1e-12 {
-                (0.5 * (m - p) / den).clamp(-0.5, 0.5)
-            } else {
-                0.0
-            }
-        };
-        let dx = bx as f32 + refine(c(bx - 1, by), c(bx, by), c(bx + 1, by));
-        let dy = by as f32 + refine(c(bx, by - 1), c(bx, by), c(bx, by + 1));
-        for ((s, &bin), &ph) in soft.iter_mut().zip(&lay.data).zip(&lay.data_phase) {
-            let k = map(bin);
-            let turn = std::f32::consts::TAU * (k.1 as f32 * dx + k.0 as f32 * dy) / t - ph;
-            *s += (at_bin(spec, k) * Complex32::from_polar(1.0, turn)).re / sigma(k);
+            add_soft(f, &sigma, at, lay, map, &mut soft);
         }
     }
     soft
+}
+
+/// How far (in standard deviations of its own correlation) a frame's pilot peak must stand
+/// out for the frame to be read at its own offset rather than the stack's. Noise alone peaks
+/// about 4 deviations out.
+const OWN_Z: f32 = 6.0;
+
+/// The distance between two offsets in the tile, which wraps.
+fn tile_distance(a: (f32, f32), b: (f32, f32)) -> f32 {
+    let t = TILE as f32;
+    let wrap = |v: f32| {
+        let v = v.rem_euclid(t);
+        v.min(t - v)
+    };
+    wrap(a.0 - b.0).hypot(wrap(a.1 - b.1))
+}
+
+/// The noise level of each bin of a folded spectrum: the mean power of the bins around it that
+/// carry nothing (5 x 5, the layout's bins, marked in `carries`, left out). A host's spectrum
+/// is far from even around a ring (edges and textures run in directions), so a bin's
+/// neighbours tell its noise better than its ring does; the ring stands in where no neighbour
+/// is free.
+fn noise_levels<'a>(spec: &'a [Complex32], carries: &'a [bool]) -> impl Fn((i32, i32)) -> f32 + 'a {
+    let sw = TILE / 2 + 1;
+    // Noise level per radius, from every bin of the band.
+    let nr = TILE / 2 + 2;
+    let (mut ring, mut ring_n) = (vec![0f32; nr], vec![0f32; nr]);
+    for ky in -(TILE as i32) / 2 + 1..TILE as i32 / 2 {
+        for kx in 1..sw as i32 - 1 {
+            let r = ((ky * ky + kx * kx) as f32).sqrt().round() as usize;
+            if r < nr {
+                ring[r] += spec[bin_index(ky, kx)].norm_sqr();
+                ring_n[r] += 1.0;
+            }
+        }
+    }
+    move |(ky, kx): (i32, i32)| {
+        let (mut sum, mut n) = (0f32, 0f32);
+        for dy in -NOISE_REACH..=NOISE_REACH {
+            for dx in -NOISE_REACH..=NOISE_REACH {
+                let (y, x) = half_plane((ky + dy, kx + dx));
+                if x == 0 || x >= sw as i32 - 1 || y.abs() >= TILE as i32 / 2 {
+                    continue;
+                }
+                let i = bin_index(y, x);
+                if !carries[i] {
+                    sum += spec[i].norm_sqr();
+                    n += 1.0;
+                }
+            }
+        }
+        let var = if n > 0.0 {
+            sum / n
+        } else {
+            let r = ((ky * ky + kx * kx) as f32).sqrt().round() as usize;
+            ring[r.min(nr - 1)] / ring_n[r.min(nr - 1)].max(1.0)
+        };
+        var.sqrt().max(1e-12)
+    }
+}
+
+/// The crop offset of a folded spectrum, (dx, dy) in tile pixels to a fraction of a pixel: the
+/// peak of the pilots' correlation over every circular shift,
+/// Re sum_k F(k) conj(P(k)) e^{i 2 pi k.d / T}, by one inverse FFT into `corr` (`h` is its
+/// spectrum's scratch). Also how far the peak stands above the spread of the correlation (z).
+fn pilot_offset(
+    spec: &[Complex32],
+    sigma: &impl Fn((i32, i32)) -> f32,
+    lay: &Layout,
+    map: BinMap,
+    fft: &mut RealFft2,
+    h: &mut [Complex32],
+    corr: &mut [f32],
+) -> ((f32, f32), f32) {
+    h.iter_mut().for_each(|v| *v = Complex32::default());
+    for (&bin, &ph) in lay.pilots.iter().zip(&lay.pilot_phase) {
+        let k = map(bin);
+        let g = at_bin(spec, k) * Complex32::from_polar(1.0 / sigma(k), -ph);
+        if k.1 > 0 || (k.1 == 0 && k.0 > 0) {
+            h[bin_index(k.0, k.1)] += g;
+        } else {
+            h[bin_index(-k.0, -k.1)] += g.conj();
+        }
+    }
+    fft.inverse(h, corr);
+    let (best, &peak) = corr
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .expect("non-empty");
+    let n = corr.len() as f32;
+    let mean = corr.iter().sum::<f32>() / n;
+    let sd = (corr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n).sqrt();
+    let z = (peak - mean) / sd.max(1e-30);
+    let (bx, by) = ((best % TILE) as i64, (best / TILE) as i64);
+    let c = |x: i64, y: i64| {
+        corr[(y.rem_euclid(TILE as i64) as usize) * TILE + x.rem_euclid(TILE as i64) as usize]
+    };
+    let refine = |m: f32, c0: f32, p: f32| {
+        let den = m - 2.0 * c0 + p;
+        if den.abs() > 1e-12 {
+            (0.5 * (m - p) / den).clamp(-0.5, 0.5)
+        } else {
+            0.0
+        }
+    };
+    let dx = bx as f32 + refine(c(bx - 1, by), c(bx, by), c(bx + 1, by));
+    let dy = by as f32 + refine(c(bx, by - 1), c(bx, by), c(bx, by + 1));
+    ((dx, dy), z)
+}
+
+/// Adds each data bin of `spec`, turned back by the phase ramp of offset `(dx, dy)` and over its
+/// noise level, to the soft values.
+fn add_soft(
+    spec: &[Complex32],
+    sigma: &impl Fn((i32, i32)) -> f32,
+    (dx, dy): (f32, f32),
+    lay: &Layout,
+    map: BinMap,
+    soft: &mut [f32],
+) {
+    let t = TILE as f32;
+    for ((s, &bin), &ph) in soft.iter_mut().zip(&lay.data).zip(&lay.data_phase) {
+        let k = map(bin);
+        let turn = std::f32::consts::TAU * (k.1 as f32 * dx + k.0 as f32 * dy) / t - ph;
+        *s += (at_bin(spec, k) * Complex32::from_polar(1.0, turn)).re / sigma(k);
+    }
 }
 
 /// How far (in standard deviations of the search grid's scores) a peak must stand out before
@@ -1061,10 +1244,11 @@ struct SyncSpectrum {
     nh: usize,
 }
 
-fn sync_spectrum(r: &[f32], w: usize, h: usize) -> Option<SyncSpectrum> {
+/// The whitened power spectrum of the central window of `r`, at most `cap` x `cap`.
+fn sync_spectrum(r: &[f32], w: usize, h: usize, cap: usize) -> Option<SyncSpectrum> {
     // One window as large as the image allows (up to 1024 x 1024, even sides): a periodic
     // component's line grows with the window's area, the host's floor does not.
-    let (nw, nh) = (w.min(1024) & !1, h.min(1024) & !1);
+    let (nw, nh) = (w.min(cap) & !1, h.min(cap) & !1);
     if nw < 128 || nh < 128 {
         return None;
     }
@@ -1150,7 +1334,8 @@ fn sync_spectrum(r: &[f32], w: usize, h: usize) -> Option<SyncSpectrum> {
     Some(SyncSpectrum { power, nw, nh })
 }
 
-fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<Grid> {
+/// Each candidate comes with its coarse score's z over the grid.
+fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<(Grid, f32)> {
     let SyncSpectrum { power, nw, nh } = sync;
     let (nw, nh) = (*nw, *nh);
     let sw = nw / 2 + 1;
@@ -1316,10 +1501,14 @@ fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<Grid> {
                     grid_scores[si * rots.len() + ri]
                 );
             }
-            Grid {
-                scale: bs,
-                rotation: br,
-            }
+            let z = (grid_scores[si * rots.len() + ri] - mean) / sd.max(1e-9);
+            (
+                Grid {
+                    scale: bs,
+                    rotation: br,
+                },
+                z,
+            )
         })
         .collect()
 }
@@ -1327,21 +1516,47 @@ fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<Grid> {
 /// An image made ready for detection under any number of keys: its whitened residual, the
 /// spectrum of its fold on the exact grid, and (computed on first need) the whitened spectrum
 /// the scale and rotation search reads. None of these depend on the key.
+///
+/// Prepared from a [`FrameStack`], it also holds each frame apart (see [`FramePart`]), since
+/// video moves its mark with the picture.
 pub struct Prepared {
     r: Vec<f32>,
     w: usize,
     h: usize,
     identity: Vec<Vec<Complex32>>,
     sync: std::cell::OnceCell<Option<SyncSpectrum>>,
+    frames: Vec<FramePart>,
+    /// The frames' search spectra summed (each frame's line stands where the scale puts it,
+    /// whatever its offset).
+    frames_sync: std::cell::OnceCell<Option<SyncSpectrum>>,
 }
+
+/// One frame of a stack: the spectrum of its fold on the exact grid (over the same region as
+/// the stack's) and its whitened central region for the search, at most
+/// [`FRAME_REGION`] square.
+#[derive(Clone)]
+struct FramePart {
+    identity: Vec<Complex32>,
+    crop: Vec<f32>,
+    w: usize,
+    h: usize,
+}
+
+/// The side of the central region a stack keeps of each frame for the scale and rotation
+/// search: one fold window, and 4 MB a frame at most.
+const FRAME_REGION: usize = 1024;
+
+/// The window of each frame's search spectrum: the frames add up, so a smaller one than an
+/// image's (1024) serves, at a quarter of the cost.
+const FRAME_SYNC_WINDOW: usize = 512;
 
 /// Prepares `img` for [`detect_prepared`].
 pub fn prepare(img: &DynamicImage) -> Prepared {
     let (r, w, h) = whitened(img);
-    prepared_from_residual(r, w, h)
+    prepared_from_residual(r, w, h, Vec::new())
 }
 
-fn prepared_from_residual(r: Vec<f32>, w: usize, h: usize) -> Prepared {
+fn prepared_from_residual(r: Vec<f32>, w: usize, h: usize, frames: Vec<FramePart>) -> Prepared {
     let identity = if w >= 32 && h >= 32 {
         folded_spectra(&r, w, h, Grid::IDENTITY, &mut RealFft2::new(TILE, TILE))
     } else {
@@ -1353,6 +1568,97 @@ fn prepared_from_residual(r: Vec<f32>, w: usize, h: usize) -> Prepared {
         h,
         identity,
         sync: std::cell::OnceCell::new(),
+        frames,
+        frames_sync: std::cell::OnceCell::new(),
+    }
+}
+
+impl Prepared {
+    /// Candidate grids for the scale and rotation search, best first: from the residual's
+    /// spectrum, and for a stack also from its frames' summed spectra (a mark that moved
+    /// between frames shows there, not in the sum of the frames).
+    fn candidates(&self, lay: &Layout) -> Vec<Grid> {
+        let sync = self
+            .sync
+            .get_or_init(|| sync_spectrum(&self.r, self.w, self.h, 1024));
+        let mut all: Vec<(Grid, f32)> = sync
+            .as_ref()
+            .map(|s| spectral_candidates(s, lay))
+            .unwrap_or_default();
+        if !self.frames.is_empty() {
+            let summed = self.frames_sync.get_or_init(|| {
+                let mut sum: Option<SyncSpectrum> = None;
+                for f in &self.frames {
+                    let Some(s) = sync_spectrum(&f.crop, f.w, f.h, FRAME_SYNC_WINDOW) else {
+                        continue;
+                    };
+                    match &mut sum {
+                        Some(t) if (t.nw, t.nh) == (s.nw, s.nh) => {
+                            t.power.iter_mut().zip(&s.power).for_each(|(a, b)| *a += b)
+                        }
+                        Some(_) => {}
+                        None => sum = Some(s),
+                    }
+                }
+                sum
+            });
+            all.extend(
+                summed
+                    .as_ref()
+                    .map(|s| spectral_candidates(s, lay))
+                    .unwrap_or_default(),
+            );
+            all.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let mut picked: Vec<(Grid, f32)> = Vec::new();
+            for (g, z) in all {
+                let near = picked.iter().any(|(p, _)| {
+                    (p.scale / g.scale).ln().abs() <= 1.02f32.ln() + 1e-4
+                        && (p.rotation - g.rotation).abs() <= 2f32.to_radians() + 1e-4
+                });
+                if !near && picked.len() < SEARCH_CANDIDATES {
+                    picked.push((g, z));
+                }
+            }
+            all = picked;
+        }
+        all.into_iter().map(|(g, _)| g).collect()
+    }
+
+    /// The folds along `grid`, window by window, with (for a stack) each window's frames.
+    fn folds(
+        &self,
+        grid: Grid,
+        fft: &mut RealFft2,
+    ) -> (Vec<Vec<Complex32>>, Vec<Vec<Vec<Complex32>>>) {
+        if self.frames.is_empty() {
+            return (
+                folded_spectra(&self.r, self.w, self.h, grid, fft),
+                Vec::new(),
+            );
+        }
+        // A stack reads its frames' central regions: one window each, their sum the stack's.
+        let frames: Vec<Vec<Complex32>> = self
+            .frames
+            .iter()
+            .filter_map(|f| {
+                folded_spectra(&f.crop, f.w, f.h, grid, fft)
+                    .into_iter()
+                    .next()
+            })
+            .collect();
+        let mut sum = vec![Complex32::default(); TILE * (TILE / 2 + 1)];
+        for f in &frames {
+            sum.iter_mut().zip(f).for_each(|(a, b)| *a += b);
+        }
+        (vec![sum], vec![frames])
+    }
+
+    /// The frames' spectra on the exact grid, as `soft_values` takes them.
+    fn identity_frames(&self) -> Vec<Vec<Vec<Complex32>>> {
+        if self.frames.is_empty() {
+            return Vec::new();
+        }
+        vec![self.frames.iter().map(|f| f.identity.clone()).collect()]
     }
 }
 
@@ -1395,8 +1701,9 @@ pub fn detect_prepared(p: &Prepared, key: &Key) -> Detection {
     let mut readings: Vec<(Vec<f32>, Grid)> = Vec::new();
     let mut found = None;
     let mut best_guess = None;
+    let identity_frames = p.identity_frames();
     for &map in &VARIANTS {
-        let soft = soft_values(&p.identity, &lay, map, &mut fft);
+        let soft = soft_values(&p.identity, &identity_frames, &lay, map, &mut fft);
         let d = code::decode_wide(key, &soft, 64);
         best_guess.get_or_insert(d.payload);
         readings.push((soft, Grid::IDENTITY));
@@ -1406,17 +1713,12 @@ pub fn detect_prepared(p: &Prepared, key: &Key) -> Detection {
         }
     }
     if found.is_none() {
-        let sync = p.sync.get_or_init(|| sync_spectrum(&p.r, p.w, p.h));
-        let candidates = sync
-            .as_ref()
-            .map(|s| spectral_candidates(s, &lay))
-            .unwrap_or_default();
-        for g in candidates {
+        for g in p.candidates(&lay) {
             if (g.scale - 1.0).abs() < 0.004 && g.rotation.abs() < 0.002 {
                 continue;
             }
-            let spectra = folded_spectra(&p.r, p.w, p.h, g, &mut fft);
-            let soft = soft_values(&spectra, &lay, VARIANTS[0], &mut fft);
+            let (spectra, frames) = p.folds(g, &mut fft);
+            let soft = soft_values(&spectra, &frames, &lay, VARIANTS[0], &mut fft);
             let d = code::decode_wide(key, &soft, 64);
             readings.push((soft, g));
             if d.check_ok {

@@ -1,10 +1,11 @@
 //! The watermark on bare luma planes, as video frames hand them over: the same change as on an
 //! image, 10-bit samples, the enlarged tile read back through a decimating frame stack, and
-//! frames stacked so a mark too weak for one frame is found in several.
+//! frames stacked so a mark too weak for one frame is found in several, also when it moved
+//! between them.
 
 use aigc_image::watermark::{
     detect, detect_prepared, embed, embed_plane, target_rms, tile, tile_scaled, FrameStack,
-    LumaPlane, TARGET_RMS,
+    LumaPlane, MovableTile, TARGET_RMS,
 };
 use image::{DynamicImage, GrayImage};
 
@@ -134,4 +135,95 @@ fn frames_add_up() {
     assert_eq!(stack.frames(), 12);
     let found = detect_prepared(&stack.prepare().unwrap(), &KEY).found;
     assert_eq!(found.map(|f| f.payload), Some(PAYLOAD));
+}
+
+#[test]
+fn a_moved_tile_is_the_tile_shifted() {
+    let plain = tile_scaled(&KEY, PAYLOAD, 2);
+    let mut movable = MovableTile::new(&KEY, PAYLOAD, 2);
+    let side = movable.side();
+    assert_eq!(side * side, plain.len());
+    let mut drawn = Vec::new();
+    movable.draw_at(0.0, 0.0, &mut drawn);
+    let worst = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    assert!(worst(&drawn, &plain) < 1e-4);
+    // Whole pixels: what stood at (x, y) stands at (x + 5, y - 3), wrapping.
+    movable.draw_at(5.0, -3.0, &mut drawn);
+    let rolled: Vec<f32> = (0..side * side)
+        .map(|i| {
+            let (x, y) = (i % side, i / side);
+            plain[((y + 3) % side) * side + (x + side - 5) % side]
+        })
+        .collect();
+    assert!(worst(&drawn, &rolled) < 1e-4);
+    // Half a pixel lies between its neighbours, and keeps the unit RMS.
+    movable.draw_at(0.5, 0.0, &mut drawn);
+    let rms = (drawn.iter().map(|v| v * v).sum::<f32>() / drawn.len() as f32).sqrt();
+    assert!((rms - 1.0).abs() < 1e-3, "RMS {rms}");
+    let between = drawn
+        .iter()
+        .enumerate()
+        .filter(|&(i, v)| {
+            let (x, y) = (i % side, i / side);
+            let (a, b) = (plain[y * side + x], plain[y * side + (x + side - 1) % side]);
+            (v - 0.5 * (a + b)).abs() < 0.1 * (a - b).abs().max(0.2)
+        })
+        .count();
+    assert!(
+        between > side * side * 9 / 10,
+        "{between} of {}",
+        side * side
+    );
+}
+
+#[test]
+fn frames_whose_mark_moved_add_up() {
+    // The mark follows a pan (as `mark` draws it on video): a different offset in every frame,
+    // so the frames' sum holds no single pattern, but each frame read at its own offset does.
+    // Weak, 12 frames: found at the strength `frames_add_up` uses, where the sum alone found
+    // nothing. Half strength, 4 frames: each frame's mark is clear (one frame alone decodes),
+    // and the sum shows a peak at one frame's offset; read there, the other three frames
+    // pulled the decoding off (it failed so).
+    for (weaker, count, one_is_enough) in [(4.5, 12u64, false), (2.0, 4, true)] {
+        let mut movable = MovableTile::new(&KEY, PAYLOAD, 1);
+        let mut drawn = Vec::new();
+        let mut stack = FrameStack::new(1);
+        let mut single = None;
+        for seed in 0..count {
+            let img = texture(512, 512, 40 + seed);
+            let mut data = img.into_raw();
+            let mut plane = LumaPlane {
+                data: &mut data,
+                stride: 512,
+                width: 512,
+                height: 512,
+                bits: 8,
+            };
+            movable.draw_at(13.3 * seed as f32, -7.6 * seed as f32, &mut drawn);
+            embed_plane(&mut plane, &drawn, TARGET_RMS / weaker);
+            stack.add(&plane);
+            if seed == 0 {
+                single = Some(
+                    detect_prepared(&stack.prepare().unwrap(), &KEY)
+                        .found
+                        .is_some(),
+                );
+            }
+        }
+        assert_eq!(single, Some(one_is_enough), "one frame at 1/{weaker}");
+        let found = detect_prepared(&stack.prepare().unwrap(), &KEY).found;
+        assert_eq!(
+            found.map(|f| f.payload),
+            Some(PAYLOAD),
+            "{count} frames at 1/{weaker}"
+        );
+        assert!(detect_prepared(&stack.prepare().unwrap(), &[8; 32])
+            .found
+            .is_none());
+    }
 }

@@ -11,6 +11,7 @@ pub mod convert;
 pub mod encode;
 pub mod inspect;
 pub mod mark;
+pub mod motion;
 pub mod planes;
 pub mod rotation;
 mod soundtrack;

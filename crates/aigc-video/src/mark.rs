@@ -8,6 +8,7 @@
 
 use crate::convert::{Conversion, Converter};
 use crate::encode::{self, Choice, EncodeSettings};
+use crate::motion::MotionTracker;
 use crate::planes::{self, Layout};
 use crate::rotation::{self, Orientation};
 use crate::soundtrack::Soundtrack;
@@ -16,6 +17,7 @@ use ab_glyph::FontArc;
 use aigc_audio::pipeline::{SoundLayers, SoundReport};
 use aigc_core::Label;
 use aigc_dsp::Key;
+use aigc_image::watermark::MovableTile;
 use aigc_image::{LabelLayer, LabelStyle, Placement};
 use aigc_meta::{Format, MetaError, WriteOptions};
 use ffmpeg_next as ff;
@@ -391,9 +393,9 @@ fn transcode(
     let (to_writer, writer_in) = sync_channel::<Item>(QUEUE);
     let frame_tb = in_tb.numerator() as f64 / in_tb.denominator().max(1) as f64;
     let frame_len = if fps > 0.0 { 1.0 / fps } else { 0.0 };
-    let tile = layers.watermark.map(|(key, payload)| {
-        aigc_image::watermark::tile_scaled(key, payload, grid_factor(width, height))
-    });
+    let tile = layers
+        .watermark
+        .map(|(key, payload)| MovableTile::new(key, payload, grid_factor(width, height)));
     let (read, paint, written) = std::thread::scope(|s| {
         let map = &map;
         // Sound packets come timed in the encoder's time base (one tick a sample); the writer
@@ -428,7 +430,7 @@ fn transcode(
                     frame_len,
                     duration,
                     visible: layers.visible,
-                    tile: tile.as_deref(),
+                    tile,
                     strength: VIDEO_TARGET_RMS,
                     orientation,
                 },
@@ -634,7 +636,8 @@ struct Painter<'a> {
     /// Length of the video stream, seconds, when the container says.
     duration: Option<f64>,
     visible: Option<VisibleLabel<'a>>,
-    tile: Option<&'a [f32]>,
+    /// The watermark, drawn on each frame where the picture has moved it to.
+    tile: Option<MovableTile>,
     /// RMS of the watermark's luma change, 8-bit levels.
     strength: f32,
     /// How the frames are shown, when not as stored.
@@ -642,8 +645,17 @@ struct Painter<'a> {
 }
 
 /// The painter: the visible label on the frames in its span, the watermark on every frame.
-fn paint(input: Receiver<Item>, out: SyncSender<Item>, p: Painter) -> Result<PaintStats, String> {
+fn paint(
+    input: Receiver<Item>,
+    out: SyncSender<Item>,
+    mut p: Painter,
+) -> Result<PaintStats, String> {
     let mut st = PaintStats::default();
+    // The watermark moves with the picture: the tracker for the frames' size, where the tile
+    // stands now (frame pixels, within the tile), and the tile drawn there.
+    let mut motion: Option<(Option<MotionTracker>, (usize, usize))> = None;
+    let mut at = (0f32, 0f32);
+    let mut drawn = Vec::new();
     let mut layer: Option<(LabelLayer, (u32, u32))> = None;
     let mut t0 = None;
     for item in input {
@@ -671,6 +683,19 @@ fn paint(input: Receiver<Item>, out: SyncSender<Item>, p: Painter) -> Result<Pai
             // Decoded frames share their buffers with the decoder's reference pictures; the
             // copy is ours to change.
             frame = frame.clone();
+        }
+        if let Some(tile) = &p.tile {
+            // Measured before the label goes on: the label stays put whatever the picture does.
+            let plane = planes::luma_plane(&mut frame, p.lay);
+            let size = (plane.width, plane.height);
+            if motion.as_ref().is_none_or(|(_, s)| *s != size) {
+                motion = Some((MotionTracker::new(size.0, size.1), size));
+            }
+            if let Some((Some(tracker), _)) = motion.as_mut() {
+                let (dx, dy) = tracker.step(&plane);
+                let side = tile.side() as f32;
+                at = ((at.0 + dx).rem_euclid(side), (at.1 + dy).rem_euclid(side));
+            }
         }
         if let (true, Some(v)) = (labeled, p.visible) {
             let (w, h) = (frame.width(), frame.height());
@@ -702,9 +727,10 @@ fn paint(input: Receiver<Item>, out: SyncSender<Item>, p: Painter) -> Result<Pai
                 _ => st.spans.push([t, t + p.frame_len]),
             }
         }
-        if let Some(tile) = p.tile {
+        if let Some(tile) = p.tile.as_mut() {
+            tile.draw_at(at.0, at.1, &mut drawn);
             let mut plane = planes::luma_plane(&mut frame, p.lay);
-            st.sum_sq += aigc_image::watermark::embed_plane(&mut plane, tile, p.strength);
+            st.sum_sq += aigc_image::watermark::embed_plane(&mut plane, &drawn, p.strength);
             st.pixels += (plane.width * plane.height) as f64;
         }
         if out.send(Item::Frame(frame)).is_err() {
