@@ -108,6 +108,20 @@ fn ten_bit_planes_and_the_enlarged_tile_read_back() {
         .is_none());
 }
 
+/// A 512 x 512 texture (`seed`) marked with `tile` at `rms`, added to `stack`.
+fn add_marked(stack: &mut FrameStack, seed: u64, tile: &[f32], rms: f32) {
+    let mut data = texture(512, 512, seed).into_raw();
+    let mut plane = LumaPlane {
+        data: &mut data,
+        stride: 512,
+        width: 512,
+        height: 512,
+        bits: 8,
+    };
+    embed_plane(&mut plane, tile, rms);
+    stack.add(&plane);
+}
+
 #[test]
 fn frames_add_up() {
     // A mark at 1/4.5 of the strength: one frame is not enough, twelve different ones are
@@ -116,17 +130,7 @@ fn frames_add_up() {
     let mut stack = FrameStack::new(1);
     let mut single = None;
     for seed in 0..12 {
-        let img = texture(512, 512, 10 + seed);
-        let mut data = img.into_raw();
-        let mut plane = LumaPlane {
-            data: &mut data,
-            stride: 512,
-            width: 512,
-            height: 512,
-            bits: 8,
-        };
-        embed_plane(&mut plane, &t, TARGET_RMS / 4.5);
-        stack.add(&plane);
+        add_marked(&mut stack, 10 + seed, &t, TARGET_RMS / 4.5);
         if seed == 0 {
             single = Some(detect_prepared(&stack.prepare().unwrap(), &KEY).found);
         }
@@ -195,18 +199,8 @@ fn frames_whose_mark_moved_add_up() {
         let mut stack = FrameStack::new(1);
         let mut single = None;
         for seed in 0..count {
-            let img = texture(512, 512, 40 + seed);
-            let mut data = img.into_raw();
-            let mut plane = LumaPlane {
-                data: &mut data,
-                stride: 512,
-                width: 512,
-                height: 512,
-                bits: 8,
-            };
             movable.draw_at(13.3 * seed as f32, -7.6 * seed as f32, &mut drawn);
-            embed_plane(&mut plane, &drawn, TARGET_RMS / weaker);
-            stack.add(&plane);
+            add_marked(&mut stack, 40 + seed, &drawn, TARGET_RMS / weaker);
             if seed == 0 {
                 single = Some(
                     detect_prepared(&stack.prepare().unwrap(), &KEY)
