@@ -144,7 +144,7 @@ fn ncc(luma: &[f32], lw: usize, ii: &Integral, t: &Template, x: usize, y: usize)
 }
 
 /// Looks for a label with `text` drawn by this crate on any edge or corner of `img` (given in
-/// its displayed orientation). Returns the best match above [`THRESHOLD`].
+/// its displayed orientation). Returns the best match above the detection threshold.
 ///
 /// Coarse to fine: every eighth-octave size and every second margin first, then the
 /// neighbourhood of the best coarse match per position at full resolution.

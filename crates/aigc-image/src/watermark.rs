@@ -1517,8 +1517,8 @@ fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<(Grid, f32)> {
 /// spectrum of its fold on the exact grid, and (computed on first need) the whitened spectrum
 /// the scale and rotation search reads. None of these depend on the key.
 ///
-/// Prepared from a [`FrameStack`], it also holds each frame apart (see [`FramePart`]), since
-/// video moves its mark with the picture.
+/// Prepared from a [`FrameStack`], it also holds each frame apart (its fold and its central
+/// region), since video moves its mark with the picture.
 pub struct Prepared {
     r: Vec<f32>,
     w: usize,
