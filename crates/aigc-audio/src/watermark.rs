@@ -127,7 +127,7 @@ impl std::fmt::LowerHex for Payload {
 
 /// Detection attempts the detector may make on one input: the candidates of the plain reading
 /// and of the speed search, each decoded as 64 and as 128 bits, each decoding checking up to
-/// [`LIST`] paths.
+/// `LIST` (64) paths.
 pub const MAX_ATTEMPTS: usize = 2 * (CANDIDATES + SPEED_CANDIDATES) * LIST;
 
 /// The keyed cell layout of one period, row-major (hop, band bin).
@@ -220,7 +220,7 @@ pub struct Embedded {
     pub target_snr_db: f32,
 }
 
-/// Hops quieter than half their window's mean, counted over windows of [`PAUSE_WINDOW`] hops:
+/// Hops quieter than half their window's mean, counted over windows of `PAUSE_WINDOW` (64) hops:
 /// the classic "low-energy frames" share that tells speech from music. Speech pauses between
 /// syllables and words, so about half its hops are quiet; music sustains. Measured (these
 /// windows, 16 kHz mono): espeak-ng speech 0.56-0.60; the 41 tracks of wesnoth-1.16-music
