@@ -969,16 +969,13 @@ impl<'a> Prepared<'a> {
 
     /// The reference piece's cells at sub-hop offset `offset`, `WIDE` bins a hop.
     fn wide(&self, offset: usize) -> Rc<Vec<f32>> {
+        if let Some(WideReading::Cells(c)) = self.wide.borrow().get(&offset) {
+            return c.clone();
+        }
         let kept = self.wide.borrow_mut().remove(&offset);
         let (mut r, energy) = match kept {
-            Some(WideReading::Cells(c)) => {
-                self.wide
-                    .borrow_mut()
-                    .insert(offset, WideReading::Cells(c.clone()));
-                return c;
-            }
             Some(WideReading::Spectra(s)) => s,
-            None => {
+            _ => {
                 let (start, n) = self.span(self.reference_piece());
                 let piece = &self.mono[start..start + n];
                 spectra(piece, self.h, offset, &self.fft, BAND.0 - MARGIN, WIDE)

@@ -16,6 +16,7 @@
 use aigc_dsp::code::{self, CODED_BITS};
 use aigc_dsp::{Complex32, Key, KeyedRng, RealFft2};
 use image::DynamicImage;
+use std::sync::Arc;
 
 /// Tile side in pixels.
 pub const TILE: usize = 128;
@@ -814,7 +815,8 @@ pub fn embed_plane(plane: &mut LumaPlane, tile: &[f32], target_rms: f32) -> f64 
 #[derive(Clone, Default)]
 pub struct FrameStack {
     sum: Vec<f32>,
-    parts: Vec<FramePart>,
+    /// Shared with the stacks prepared from it, so preparing copies no frame.
+    parts: Arc<Vec<FramePart>>,
     w: usize,
     h: usize,
     frames: usize,
@@ -866,7 +868,7 @@ impl FrameStack {
             .flat_map(|y| &r[y * cw + rx..y * cw + rx + rw])
             .copied()
             .collect();
-        self.parts.push(FramePart {
+        Arc::make_mut(&mut self.parts).push(FramePart {
             identity,
             crop,
             w: rw,
@@ -1041,11 +1043,11 @@ const COHERENT_Z: f32 = 5.0;
 /// radius. Windows add up. `map` turns a layout bin into the bin to read (for rotated or
 /// mirrored images).
 ///
-/// `frames`, when not empty, holds for each window the spectra of the frames whose sum it is
-/// (video): where the sum shows no clear pilot peak, each frame is read at its own offset.
+/// `frames`, when not empty, holds the spectra of the frames whose sum the one window is (a
+/// video's stack): they are read each at its own offset or at the sum's, as below.
 fn soft_values(
     spectra: &[Vec<Complex32>],
-    frames: &[Vec<Vec<Complex32>>],
+    frames: &[&[Complex32]],
     lay: &Layout,
     map: BinMap,
     fft: &mut RealFft2,
@@ -1060,17 +1062,21 @@ fn soft_values(
         let (ky, kx) = half_plane(map(b));
         carries[bin_index(ky, kx)] = true;
     }
-    for (j, spec) in spectra.iter().enumerate() {
+    debug_assert!(
+        frames.is_empty() || spectra.len() == 1,
+        "a stack is one window"
+    );
+    for spec in spectra {
         let sigma = noise_levels(spec, &carries);
         let (d, z) = pilot_offset(spec, &sigma, lay, map, fft, &mut h, &mut corr);
-        let Some(frames) = frames.get(j).filter(|f| !f.is_empty()) else {
+        if frames.is_empty() {
             add_soft(spec, &sigma, d, lay, map, &mut soft);
             continue;
-        };
+        }
         // A frame is read at the sum's offset when the sum shows one, unless the frame shows
         // its own mark clearly elsewhere (a moving mark, strong in each frame, also puts a
         // peak into the sum: the strongest frame's).
-        for f in frames {
+        for &f in frames {
             let sigma = noise_levels(f, &carries);
             let (own, z_own) = pilot_offset(f, &sigma, lay, map, fft, &mut h, &mut corr);
             let apart = tile_distance(own, d) > 1.0;
@@ -1334,6 +1340,12 @@ fn sync_spectrum(r: &[f32], w: usize, h: usize, cap: usize) -> Option<SyncSpectr
     Some(SyncSpectrum { power, nw, nh })
 }
 
+/// Whether two grids, as (scale, rotation in radians), are one peak of the search: within 2%
+/// of scale and 2 degrees.
+fn same_peak(a: (f32, f32), b: (f32, f32)) -> bool {
+    (a.0 / b.0).ln().abs() <= 1.02f32.ln() + 1e-4 && (a.1 - b.1).abs() <= 2f32.to_radians() + 1e-4
+}
+
 /// Each candidate comes with its coarse score's z over the grid.
 fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<(Grid, f32)> {
     let SyncSpectrum { power, nw, nh } = sync;
@@ -1447,11 +1459,11 @@ fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<(Grid, f32)> {
     let mut picked: Vec<(usize, usize)> = Vec::new();
     for i in order {
         let (si, ri) = (i / rots.len(), i % rots.len());
-        // Distinct peaks only: not within 2% scale and 2 degrees of one already picked.
-        if picked.iter().any(|&(s, r)| {
-            (scales[s] / scales[si]).ln().abs() <= 1.02f32.ln() + 1e-4
-                && (rots[r] - rots[ri]).abs() <= 2f32.to_radians() + 1e-4
-        }) {
+        // Distinct peaks only.
+        if picked
+            .iter()
+            .any(|&(s, r)| same_peak((scales[s], rots[r]), (scales[si], rots[ri])))
+        {
             continue;
         }
         picked.push((si, ri));
@@ -1525,7 +1537,7 @@ pub struct Prepared {
     h: usize,
     identity: Vec<Vec<Complex32>>,
     sync: std::cell::OnceCell<Option<SyncSpectrum>>,
-    frames: Vec<FramePart>,
+    frames: Arc<Vec<FramePart>>,
     /// The frames' search spectra summed (each frame's line stands where the scale puts it,
     /// whatever its offset).
     frames_sync: std::cell::OnceCell<Option<SyncSpectrum>>,
@@ -1553,10 +1565,15 @@ const FRAME_SYNC_WINDOW: usize = 512;
 /// Prepares `img` for [`detect_prepared`].
 pub fn prepare(img: &DynamicImage) -> Prepared {
     let (r, w, h) = whitened(img);
-    prepared_from_residual(r, w, h, Vec::new())
+    prepared_from_residual(r, w, h, Arc::default())
 }
 
-fn prepared_from_residual(r: Vec<f32>, w: usize, h: usize, frames: Vec<FramePart>) -> Prepared {
+fn prepared_from_residual(
+    r: Vec<f32>,
+    w: usize,
+    h: usize,
+    frames: Arc<Vec<FramePart>>,
+) -> Prepared {
     let identity = if w >= 32 && h >= 32 {
         folded_spectra(&r, w, h, Grid::IDENTITY, &mut RealFft2::new(TILE, TILE))
     } else {
@@ -1586,21 +1603,20 @@ impl Prepared {
             .map(|s| spectral_candidates(s, lay))
             .unwrap_or_default();
         if !self.frames.is_empty() {
+            // The frames are all of one size, so are their spectra.
             let summed = self.frames_sync.get_or_init(|| {
-                let mut sum: Option<SyncSpectrum> = None;
-                for f in &self.frames {
-                    let Some(s) = sync_spectrum(&f.crop, f.w, f.h, FRAME_SYNC_WINDOW) else {
-                        continue;
-                    };
-                    match &mut sum {
-                        Some(t) if (t.nw, t.nh) == (s.nw, s.nh) => {
-                            t.power.iter_mut().zip(&s.power).for_each(|(a, b)| *a += b)
-                        }
-                        Some(_) => {}
-                        None => sum = Some(s),
-                    }
+                let mut spectra = self
+                    .frames
+                    .iter()
+                    .filter_map(|f| sync_spectrum(&f.crop, f.w, f.h, FRAME_SYNC_WINDOW));
+                let mut sum = spectra.next()?;
+                for s in spectra {
+                    sum.power
+                        .iter_mut()
+                        .zip(&s.power)
+                        .for_each(|(a, b)| *a += b);
                 }
-                sum
+                Some(sum)
             });
             all.extend(
                 summed
@@ -1611,10 +1627,9 @@ impl Prepared {
             all.sort_by(|a, b| b.1.total_cmp(&a.1));
             let mut picked: Vec<(Grid, f32)> = Vec::new();
             for (g, z) in all {
-                let near = picked.iter().any(|(p, _)| {
-                    (p.scale / g.scale).ln().abs() <= 1.02f32.ln() + 1e-4
-                        && (p.rotation - g.rotation).abs() <= 2f32.to_radians() + 1e-4
-                });
+                let near = picked
+                    .iter()
+                    .any(|(p, _)| same_peak((p.scale, p.rotation), (g.scale, g.rotation)));
                 if !near && picked.len() < SEARCH_CANDIDATES {
                     picked.push((g, z));
                 }
@@ -1624,12 +1639,9 @@ impl Prepared {
         all.into_iter().map(|(g, _)| g).collect()
     }
 
-    /// The folds along `grid`, window by window, with (for a stack) each window's frames.
-    fn folds(
-        &self,
-        grid: Grid,
-        fft: &mut RealFft2,
-    ) -> (Vec<Vec<Complex32>>, Vec<Vec<Vec<Complex32>>>) {
+    /// The folds along `grid`, window by window, and for a stack its frames' (whose sum is
+    /// its one window).
+    fn folds(&self, grid: Grid, fft: &mut RealFft2) -> (Vec<Vec<Complex32>>, Vec<Vec<Complex32>>) {
         if self.frames.is_empty() {
             return (
                 folded_spectra(&self.r, self.w, self.h, grid, fft),
@@ -1650,15 +1662,7 @@ impl Prepared {
         for f in &frames {
             sum.iter_mut().zip(f).for_each(|(a, b)| *a += b);
         }
-        (vec![sum], vec![frames])
-    }
-
-    /// The frames' spectra on the exact grid, as `soft_values` takes them.
-    fn identity_frames(&self) -> Vec<Vec<Vec<Complex32>>> {
-        if self.frames.is_empty() {
-            return Vec::new();
-        }
-        vec![self.frames.iter().map(|f| f.identity.clone()).collect()]
+        (vec![sum], frames)
     }
 }
 
@@ -1701,7 +1705,8 @@ pub fn detect_prepared(p: &Prepared, key: &Key) -> Detection {
     let mut readings: Vec<(Vec<f32>, Grid)> = Vec::new();
     let mut found = None;
     let mut best_guess = None;
-    let identity_frames = p.identity_frames();
+    let identity_frames: Vec<&[Complex32]> =
+        p.frames.iter().map(|f| f.identity.as_slice()).collect();
     for &map in &VARIANTS {
         let soft = soft_values(&p.identity, &identity_frames, &lay, map, &mut fft);
         let d = code::decode_wide(key, &soft, 64);
@@ -1718,6 +1723,7 @@ pub fn detect_prepared(p: &Prepared, key: &Key) -> Detection {
                 continue;
             }
             let (spectra, frames) = p.folds(g, &mut fft);
+            let frames: Vec<&[Complex32]> = frames.iter().map(Vec::as_slice).collect();
             let soft = soft_values(&spectra, &frames, &lay, VARIANTS[0], &mut fft);
             let d = code::decode_wide(key, &soft, 64);
             readings.push((soft, g));

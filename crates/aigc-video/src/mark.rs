@@ -651,9 +651,9 @@ fn paint(
     mut p: Painter,
 ) -> Result<PaintStats, String> {
     let mut st = PaintStats::default();
-    // The watermark moves with the picture: the tracker for the frames' size, where the tile
-    // stands now (frame pixels, within the tile), and the tile drawn there.
-    let mut motion: Option<(Option<MotionTracker>, (usize, usize))> = None;
+    // The watermark moves with the picture: the tracker, where the tile stands now (frame
+    // pixels, within the tile), and the tile drawn there.
+    let mut motion = MotionTracker::new();
     let mut at = (0f32, 0f32);
     let mut drawn = Vec::new();
     let mut layer: Option<(LabelLayer, (u32, u32))> = None;
@@ -686,16 +686,9 @@ fn paint(
         }
         if let Some(tile) = &p.tile {
             // Measured before the label goes on: the label stays put whatever the picture does.
-            let plane = planes::luma_plane(&mut frame, p.lay);
-            let size = (plane.width, plane.height);
-            if motion.as_ref().is_none_or(|(_, s)| *s != size) {
-                motion = Some((MotionTracker::new(size.0, size.1), size));
-            }
-            if let Some((Some(tracker), _)) = motion.as_mut() {
-                let (dx, dy) = tracker.step(&plane);
-                let side = tile.side() as f32;
-                at = ((at.0 + dx).rem_euclid(side), (at.1 + dy).rem_euclid(side));
-            }
+            let (dx, dy) = motion.step(&planes::luma_plane(&mut frame, p.lay));
+            let side = tile.side() as f32;
+            at = ((at.0 + dx).rem_euclid(side), (at.1 + dy).rem_euclid(side));
         }
         if let (true, Some(v)) = (labeled, p.visible) {
             let (w, h) = (frame.width(), frame.height());

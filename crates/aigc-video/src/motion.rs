@@ -14,6 +14,14 @@ use aigc_image::watermark::LumaPlane;
 
 /// Follows the picture's translation from frame to frame.
 pub struct MotionTracker {
+    /// The frame size it was set up for: a frame of another size starts it afresh.
+    size: (usize, usize),
+    /// `None` for frames too small to be worth it.
+    analysis: Option<Analysis>,
+}
+
+/// The phase correlation's plan and buffers for one frame size.
+struct Analysis {
     /// Frame pixels per analysed pixel.
     decimate: usize,
     /// Side of the analysed (square, power-of-two) region, in analysed pixels.
@@ -23,7 +31,9 @@ pub struct MotionTracker {
     window: Vec<f32>,
     region: Vec<f32>,
     spec: Vec<Complex32>,
+    /// The previous frame's spectrum, once there is one.
     previous: Option<Vec<Complex32>>,
+    cross: Vec<Complex32>,
     corr: Vec<f32>,
 }
 
@@ -31,9 +41,35 @@ pub struct MotionTracker {
 /// cut, a flat or noisy picture): the frame counts as still.
 const MIN_PEAK: f32 = 0.08;
 
+impl Default for MotionTracker {
+    fn default() -> MotionTracker {
+        MotionTracker::new()
+    }
+}
+
 impl MotionTracker {
-    /// A tracker for frames of this size; `None` when they are too small to be worth it.
-    pub fn new(width: usize, height: usize) -> Option<MotionTracker> {
+    /// A tracker; it sets itself up for the size of the first frame given.
+    pub fn new() -> MotionTracker {
+        MotionTracker {
+            size: (0, 0),
+            analysis: None,
+        }
+    }
+
+    /// How far the picture moved since the previous frame given, in frame pixels: content at
+    /// (x, y) then stands at (x + dx, y + dy) now. (0, 0) for the first frame (of a size), for
+    /// frames too small to track and for frames whose motion is not clear.
+    pub fn step(&mut self, plane: &LumaPlane) -> (f32, f32) {
+        let size = (plane.width, plane.height);
+        if size != self.size {
+            (self.size, self.analysis) = (size, Analysis::new(size.0, size.1));
+        }
+        self.analysis.as_mut().map_or((0.0, 0.0), |a| a.step(plane))
+    }
+}
+
+impl Analysis {
+    fn new(width: usize, height: usize) -> Option<Analysis> {
         let decimate = if width.min(height) >= 900 { 2 } else { 1 };
         let side = (width / decimate).min(height / decimate).min(512);
         if side < 64 {
@@ -44,7 +80,7 @@ impl MotionTracker {
             .map(|i| 0.5 - 0.5 * (std::f32::consts::TAU * (i as f32 + 0.5) / n as f32).cos())
             .collect();
         let window = (0..n * n).map(|i| hann[i / n] * hann[i % n]).collect();
-        Some(MotionTracker {
+        Some(Analysis {
             decimate,
             n,
             fft: RealFft2::new(n, n),
@@ -52,18 +88,13 @@ impl MotionTracker {
             region: vec![0.0; n * n],
             spec: vec![Complex32::default(); n * (n / 2 + 1)],
             previous: None,
+            cross: vec![Complex32::default(); n * (n / 2 + 1)],
             corr: vec![0.0; n * n],
         })
     }
 
-    /// How far the picture moved since the previous frame given, in frame pixels: content at
-    /// (x, y) then stands at (x + dx, y + dy) now. (0, 0) for the first frame and for frames
-    /// whose motion is not clear.
-    pub fn step(&mut self, plane: &LumaPlane) -> (f32, f32) {
+    fn step(&mut self, plane: &LumaPlane) -> (f32, f32) {
         let (n, f) = (self.n, self.decimate);
-        if plane.width < n * f || plane.height < n * f {
-            return (0.0, 0.0);
-        }
         let (x0, y0) = ((plane.width - n * f) / 2, (plane.height - n * f) / 2);
         let wide = plane.bits > 8;
         for (y, out) in self.region.chunks_exact_mut(n).enumerate() {
@@ -94,22 +125,17 @@ impl MotionTracker {
         };
         // The cross-power spectrum, normalised to unit magnitude: its inverse peaks at the
         // shift, whatever the picture's spectrum.
-        let mut cross: Vec<Complex32> = self
-            .spec
-            .iter()
-            .zip(previous.iter())
-            .map(|(c, p)| {
-                let x = c * p.conj();
-                let m = x.norm();
-                if m > 1e-20 {
-                    x / m
-                } else {
-                    Complex32::default()
-                }
-            })
-            .collect();
-        previous.copy_from_slice(&self.spec);
-        self.fft.inverse(&mut cross, &mut self.corr);
+        for ((x, c), p) in self.cross.iter_mut().zip(&self.spec).zip(previous.iter()) {
+            let v = c * p.conj();
+            let m = v.norm();
+            *x = if m > 1e-20 {
+                v / m
+            } else {
+                Complex32::default()
+            };
+        }
+        std::mem::swap(previous, &mut self.spec);
+        self.fft.inverse(&mut self.cross, &mut self.corr);
         let (best, &peak) = self
             .corr
             .iter()
@@ -174,7 +200,7 @@ mod tests {
     #[test]
     fn a_pan_is_measured_to_a_fraction_of_a_pixel() {
         for (w, h) in [(640usize, 360usize), (1920, 1080)] {
-            let mut t = MotionTracker::new(w, h).unwrap();
+            let mut t = MotionTracker::new();
             for (i, (dx, dy)) in [(0.0, 0.0), (1.6, -0.4), (3.3, 0.8), (-2.25, 5.5)]
                 .into_iter()
                 .enumerate()
