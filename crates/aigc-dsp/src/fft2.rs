@@ -109,6 +109,36 @@ impl RealFft2 {
     }
 }
 
+impl RealFft2 {
+    /// [`inverse`](Self::inverse) of a half spectrum given by columns (`cols[kx * h + ky]`,
+    /// consumed as scratch) of which only the first `used` may be non-zero: a sparse
+    /// spectrum's transform without transposes and without transforming empty columns.
+    pub fn inverse_from_columns(&mut self, cols: &mut [Complex32], used: usize, out: &mut [f32]) {
+        let (h, w, sw) = (self.h, self.w, self.w / 2 + 1);
+        assert!(used <= sw && cols.len() >= used * h);
+        assert_eq!(out.len(), h * w);
+        self.col_inv
+            .process_with_scratch(&mut cols[..used * h], &mut self.col_scratch);
+        let row = &mut self.cols[..sw];
+        for y in 0..h {
+            for (kx, v) in row.iter_mut().enumerate() {
+                *v = if kx < used {
+                    cols[kx * h + y]
+                } else {
+                    Complex32::default()
+                };
+            }
+            row[0].im = 0.0;
+            if w % 2 == 0 {
+                row[sw - 1].im = 0.0;
+            }
+            self.c2r
+                .process_with_scratch(row, &mut out[y * w..(y + 1) * w], &mut self.row_scratch)
+                .expect("sizes match the plan");
+        }
+    }
+}
+
 /// `dst[c * rows + r] = src[r * cols + c]`, in blocks of 64 rows by 4 columns: element by
 /// element, every write of a large transpose landed on another cache line. Of the block shapes
 /// timed on a 1024 x 513 spectrum (there and back), this one took 1.1 ms against 4.3 for
@@ -157,9 +187,22 @@ mod tests {
             .0;
         assert_eq!((peak / sw, peak % sw), (2, 3));
         let mut back = vec![0f32; h * w];
-        f.inverse(&mut spec, &mut back);
+        f.inverse(&mut spec.clone(), &mut back);
         for (a, b) in input.iter().zip(&back) {
             assert!((a - b / (h * w) as f32).abs() < 1e-4);
+        }
+        // The same spectrum by columns, only the first five of 13 filled (the cosine's lies in
+        // column 3): the same signal.
+        let mut cols = vec![Complex32::default(); 5 * h];
+        for ky in 0..h {
+            for kx in 0..5 {
+                cols[kx * h + ky] = spec[ky * sw + kx];
+            }
+        }
+        let mut by_cols = vec![0f32; h * w];
+        f.inverse_from_columns(&mut cols, 5, &mut by_cols);
+        for (a, b) in back.iter().zip(&by_cols) {
+            assert!((a - b).abs() < 1e-3, "{a} {b}");
         }
     }
 }
