@@ -921,6 +921,14 @@ impl Grid {
 /// Folds the residual modulo the tile along `grid` and returns the folded tile's spectrum
 /// per window. On the exact grid one window covers the region (the fold adds up coherently
 /// however large it is); an estimated grid drifts, so it folds 1024-px windows separately.
+///
+/// A tile pixel holds the sum of the pixels folded onto it, not their mean. Where the region
+/// is not a whole number of tiles (a small image, a crop), some tile pixels gather more
+/// pixels than others; the sum weighs every pixel alike, as a matched filter does, while the
+/// mean gave a tile pixel seen once the weight of one seen four times. On the harness's 12
+/// photos of 256 and 512 px under 10 payloads each (`benches/watermark_quick.py --payloads
+/// 10`), after none, jpeg75, resize50, resize75, crop75 and crop50area: 659 exact payloads of
+/// 720 against 647 (crop75 97 -> 101 of 120, crop50area 93 -> 100), no attack worse.
 fn folded_spectra(
     r: &[f32],
     w: usize,
@@ -935,7 +943,6 @@ fn folded_spectra(
     let (x0, y0) = ((w - rw) / 2, (h - rh) / 2);
     let sw = TILE / 2 + 1;
     let mut acc = vec![0f32; TILE * TILE];
-    let mut cnt = vec![0u32; TILE * TILE];
     let [a, b, c, d] = grid.matrix();
     let nx = rw.div_ceil(window);
     let ny = rh.div_ceil(window);
@@ -943,7 +950,6 @@ fn folded_spectra(
     for wy in 0..ny {
         for wx in 0..nx {
             acc.iter_mut().for_each(|v| *v = 0.0);
-            cnt.iter_mut().for_each(|v| *v = 0);
             let (xs, ys) = (x0 + wx * rw / nx, y0 + wy * rh / ny);
             let (xe, ye) = (x0 + (wx + 1) * rw / nx, y0 + (wy + 1) * rh / ny);
             for y in ys..ye {
@@ -951,17 +957,12 @@ fn folded_spectra(
                 if identity {
                     // Whole runs of the row land on consecutive tile columns.
                     let base = (y % TILE) * TILE;
-                    let (sums, counts) = (&mut acc[base..base + TILE], &mut cnt[base..base + TILE]);
+                    let sums = &mut acc[base..base + TILE];
                     let mut x = xs;
                     while x < xe {
                         let (off, n) = (x % TILE, (TILE - x % TILE).min(xe - x));
-                        for ((s, c), v) in sums[off..off + n]
-                            .iter_mut()
-                            .zip(&mut counts[off..off + n])
-                            .zip(&row[x..x + n])
-                        {
+                        for (s, v) in sums[off..off + n].iter_mut().zip(&row[x..x + n]) {
                             *s += v;
-                            *c += 1;
                         }
                         x += n;
                     }
@@ -981,15 +982,9 @@ fn folded_spectra(
                         let i = ((v >> 16) as usize & (TILE - 1)) * TILE
                             + ((u >> 16) as usize & (TILE - 1));
                         acc[i] += value;
-                        cnt[i] += 1;
                         u = u.wrapping_add(du);
                         v = v.wrapping_add(dv);
                     }
-                }
-            }
-            for (v, &n) in acc.iter_mut().zip(&cnt) {
-                if n > 0 {
-                    *v /= n as f32;
                 }
             }
             let mut spec = vec![Complex32::default(); TILE * sw];
