@@ -95,21 +95,26 @@ impl RealFft2 {
             .process_with_scratch(&mut self.cols, &mut self.col_scratch);
         transpose(&self.cols, sw, h, spec);
         for y in 0..h {
-            let row = &mut spec[y * sw..(y + 1) * sw];
-            // A real signal's DC and Nyquist bins are real; drop rounding residue so realfft
-            // accepts the row.
-            row[0].im = 0.0;
-            if w % 2 == 0 {
-                row[sw - 1].im = 0.0;
-            }
-            self.c2r
-                .process_with_scratch(row, &mut out[y * w..(y + 1) * w], &mut self.row_scratch)
-                .expect("sizes match the plan");
+            self.row_inverse(
+                &mut spec[y * sw..(y + 1) * sw],
+                &mut out[y * w..(y + 1) * w],
+            );
         }
     }
-}
 
-impl RealFft2 {
+    /// One row's inverse real transform (the row consumed as scratch).
+    fn row_inverse(&mut self, row: &mut [Complex32], out: &mut [f32]) {
+        // A real signal's DC and Nyquist bins are real; drop rounding residue so realfft
+        // accepts the row.
+        row[0].im = 0.0;
+        if self.w.is_multiple_of(2) {
+            row[self.w / 2].im = 0.0;
+        }
+        self.c2r
+            .process_with_scratch(row, out, &mut self.row_scratch)
+            .expect("sizes match the plan");
+    }
+
     /// [`inverse`](Self::inverse) of a half spectrum given by columns (`cols[kx * h + ky]`,
     /// consumed as scratch) of which only the first `used` may be non-zero: a sparse
     /// spectrum's transform without transposes and without transforming empty columns.
@@ -119,7 +124,7 @@ impl RealFft2 {
         assert_eq!(out.len(), h * w);
         self.col_inv
             .process_with_scratch(&mut cols[..used * h], &mut self.col_scratch);
-        let row = &mut self.cols[..sw];
+        let mut row = vec![Complex32::default(); sw];
         for y in 0..h {
             for (kx, v) in row.iter_mut().enumerate() {
                 *v = if kx < used {
@@ -128,13 +133,7 @@ impl RealFft2 {
                     Complex32::default()
                 };
             }
-            row[0].im = 0.0;
-            if w % 2 == 0 {
-                row[sw - 1].im = 0.0;
-            }
-            self.c2r
-                .process_with_scratch(row, &mut out[y * w..(y + 1) * w], &mut self.row_scratch)
-                .expect("sizes match the plan");
+            self.row_inverse(&mut row, &mut out[y * w..(y + 1) * w]);
         }
     }
 }
