@@ -16,6 +16,8 @@ pub struct RealFft2 {
     col_scratch: Vec<Complex32>,
     /// Columns laid out contiguously (transposed half spectrum).
     cols: Vec<Complex32>,
+    /// One row of the half spectrum, for `inverse_from_columns`.
+    row: Vec<Complex32>,
     row_in: Vec<f32>,
 }
 
@@ -45,6 +47,7 @@ impl RealFft2 {
             row_scratch,
             col_scratch,
             cols: vec![Complex32::default(); h * (w / 2 + 1)],
+            row: vec![Complex32::default(); w / 2 + 1],
             row_in: vec![0.0; w],
         }
     }
@@ -124,7 +127,7 @@ impl RealFft2 {
         assert_eq!(out.len(), h * w);
         self.col_inv
             .process_with_scratch(&mut cols[..used * h], &mut self.col_scratch);
-        let mut row = vec![Complex32::default(); sw];
+        let mut row = std::mem::take(&mut self.row);
         for y in 0..h {
             for (kx, v) in row.iter_mut().enumerate() {
                 *v = if kx < used {
@@ -135,6 +138,7 @@ impl RealFft2 {
             }
             self.row_inverse(&mut row, &mut out[y * w..(y + 1) * w]);
         }
+        self.row = row;
     }
 }
 

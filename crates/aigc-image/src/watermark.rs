@@ -1097,6 +1097,26 @@ fn soft_values(
 /// about 4 deviations out.
 const OWN_Z: f32 = 6.0;
 
+/// How far the highest value of a correlation stands above its mean, in standard deviations.
+/// Summed in eight lanes, so the loop vectorises (one running float sum would not); the
+/// length is a multiple of 8 (a 48 or 128 square).
+fn peak_z(corr: &[f32]) -> f32 {
+    debug_assert!(corr.len().is_multiple_of(8));
+    let (mut sum, mut sq, mut peak) = ([0f32; 8], [0f32; 8], [f32::MIN; 8]);
+    for c in corr.chunks_exact(8) {
+        for i in 0..8 {
+            sum[i] += c[i];
+            sq[i] += c[i] * c[i];
+            peak[i] = if c[i] > peak[i] { c[i] } else { peak[i] };
+        }
+    }
+    let n = corr.len() as f32;
+    let mean = sum.iter().sum::<f32>() / n;
+    let sd = (sq.iter().sum::<f32>() / n - mean * mean).max(0.0).sqrt();
+    let peak = peak.iter().fold(f32::MIN, |a, &b| a.max(b));
+    (peak - mean) / sd.max(1e-30)
+}
+
 /// The distance between two offsets in the tile, which wraps.
 fn tile_distance(a: (f32, f32), b: (f32, f32)) -> f32 {
     let t = TILE as f32;
@@ -1175,15 +1195,12 @@ fn pilot_offset(
         }
     }
     fft.inverse(h, corr);
-    let (best, &peak) = corr
+    let (best, _) = corr
         .iter()
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(b.1))
         .expect("non-empty");
-    let n = corr.len() as f32;
-    let mean = corr.iter().sum::<f32>() / n;
-    let sd = (corr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n).sqrt();
-    let z = (peak - mean) / sd.max(1e-30);
+    let z = peak_z(corr);
     let (bx, by) = ((best % TILE) as i64, (best / TILE) as i64);
     let c = |x: i64, y: i64| {
         corr[(y.rem_euclid(TILE as i64) as usize) * TILE + x.rem_euclid(TILE as i64) as usize]
@@ -1247,21 +1264,33 @@ const VARIANTS: [BinMap; 4] = [
 /// scale and rotation search.
 struct SyncSpectrum {
     power: Vec<f32>,
-    /// The whitened spectrum itself, phased about the window's centre.
+    /// The whitened spectrum itself, phased about the window's centre, for the coherent
+    /// search; empty where that search will not run (a large window, a video frame).
     white: Vec<Complex32>,
     nw: usize,
     nh: usize,
 }
 
+/// Windows of fewer pixels than this are small: their power peaks are weak, but a coherent
+/// search is cheap.
+const SMALL_WINDOW: usize = 300_000;
+
 impl SyncSpectrum {
     /// A window small enough that its power peaks are weak but a coherent search is cheap.
     fn is_small(&self) -> bool {
-        self.nw * self.nh < 300_000
+        self.nw * self.nh < SMALL_WINDOW
     }
 }
 
-/// The whitened power spectrum of the central window of `r`, at most `cap` x `cap`.
-fn sync_spectrum(r: &[f32], w: usize, h: usize, cap: usize) -> Option<SyncSpectrum> {
+/// The whitened power spectrum of the central window of `r`, at most `cap` x `cap`, and,
+/// when `coherent` and the window is small, the whitened spectrum the coherent search reads.
+fn sync_spectrum(
+    r: &[f32],
+    w: usize,
+    h: usize,
+    cap: usize,
+    coherent: bool,
+) -> Option<SyncSpectrum> {
     // One window as large as the image allows (up to 1024 x 1024, even sides): a periodic
     // component's line grows with the window's area, the host's floor does not.
     let (nw, nh) = (w.min(cap) & !1, h.min(cap) & !1);
@@ -1332,6 +1361,7 @@ fn sync_spectrum(r: &[f32], w: usize, h: usize, cap: usize) -> Option<SyncSpectr
         (f - f.round()).abs() * len as f32 / 8.0 <= 1.5
     };
     let quiet_col: Vec<bool> = (0..sw).map(|kx| kx <= 1 || near_block(kx, nw)).collect();
+    let keep_phase = coherent && nw * nh < SMALL_WINDOW;
     for ky in 0..nh {
         let quiet_row = ky <= 1 || ky >= nh - 1 || near_block(ky, nh);
         let span = ky * sw..(ky + 1) * sw;
@@ -1341,23 +1371,23 @@ fn sync_spectrum(r: &[f32], w: usize, h: usize, cap: usize) -> Option<SyncSpectr
             .zip(&quiet_col)
             .enumerate()
         {
-            let c = &mut spec[ky * sw + kx];
-            if quiet_row || quiet {
-                *p = 0.0;
-                *c = Complex32::default();
+            let g = if quiet_row || quiet {
+                0.0
             } else {
-                let g = ring_mean[rr as usize];
-                *p *= g;
+                ring_mean[rr as usize]
+            };
+            *p *= g;
+            if keep_phase {
                 // Phase about the window's centre: a line then reads with its own phase in
                 // the bins either side of it, whatever its fraction of a bin.
                 let sign = if (kx + ky) % 2 == 0 { 1.0 } else { -1.0 };
-                *c *= sign * g.sqrt();
+                spec[ky * sw + kx] *= sign * g.sqrt();
             }
         }
     }
     Some(SyncSpectrum {
         power,
-        white: spec,
+        white: if keep_phase { spec } else { Vec::new() },
         nw,
         nh,
     })
@@ -1367,6 +1397,13 @@ fn sync_spectrum(r: &[f32], w: usize, h: usize, cap: usize) -> Option<SyncSpectr
 /// of scale and 2 degrees.
 fn same_peak(a: (f32, f32), b: (f32, f32)) -> bool {
     (a.0 / b.0).ln().abs() <= 1.02f32.ln() + 1e-4 && (a.1 - b.1).abs() <= 2f32.to_radians() + 1e-4
+}
+
+/// Whether grid `g` (scale, rotation) is no peak of those already `picked`.
+fn is_new_peak(picked: &[(Grid, f32)], g: (f32, f32)) -> bool {
+    !picked
+        .iter()
+        .any(|(p, _)| same_peak((p.scale, p.rotation), g))
 }
 
 /// The grid of scales and rotations the search tries for a window.
@@ -1464,6 +1501,10 @@ impl PilotProbe {
 
     /// How far the pilots' peak over every crop offset stands above the correlation's spread.
     fn z(&mut self, sync: &SyncSpectrum, scale: f32, rotation: f32) -> f32 {
+        debug_assert!(
+            !sync.white.is_empty(),
+            "a window kept for the coherent search"
+        );
         let (nw, nh) = (sync.nw, sync.nh);
         let sw = nw / 2 + 1;
         let (gx, gy) = (
@@ -1493,20 +1534,7 @@ impl PilotProbe {
         }
         self.fft
             .inverse_from_columns(&mut self.cols, self.used, &mut self.corr);
-        // Eight lanes each, so the loop vectorises (one running float sum would not).
-        let (mut sum, mut sq, mut peak) = ([0f32; 8], [0f32; 8], [f32::MIN; 8]);
-        for c in self.corr.chunks_exact(8) {
-            for i in 0..8 {
-                sum[i] += c[i];
-                sq[i] += c[i] * c[i];
-                peak[i] = if c[i] > peak[i] { c[i] } else { peak[i] };
-            }
-        }
-        let n = self.corr.len() as f32;
-        let mean = sum.iter().sum::<f32>() / n;
-        let sd = (sq.iter().sum::<f32>() / n - mean * mean).max(0.0).sqrt();
-        let peak = peak.iter().fold(f32::MIN, |a, &b| a.max(b));
-        (peak - mean) / sd.max(1e-30)
+        peak_z(&self.corr)
     }
 }
 
@@ -1514,7 +1542,7 @@ impl PilotProbe {
 /// refined around the best), best first, each with its z. Where a textured host fills a
 /// small window's spectrum, the power at the layout's bins ranks the true grid no better than
 /// any other; the pilots' phases, lined up, still stand out.
-fn coherent_candidates(sync: &SyncSpectrum, lay: &Layout, count: usize) -> Vec<(Grid, f32)> {
+fn coherent_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<(Grid, f32)> {
     let SearchGrid {
         scales,
         rots,
@@ -1530,14 +1558,11 @@ fn coherent_candidates(sync: &SyncSpectrum, lay: &Layout, count: usize) -> Vec<(
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
     let mut picked: Vec<(Grid, f32)> = Vec::new();
     for (_, si, ri) in scored {
-        if picked.len() == count {
+        if picked.len() == SEARCH_CANDIDATES {
             break;
         }
         let g = (scales[si], rots[ri]);
-        if picked
-            .iter()
-            .any(|(p, _)| same_peak((p.scale, p.rotation), g))
-        {
+        if !is_new_peak(&picked, g) {
             continue;
         }
         // Refine: half steps, then quarter steps, around the best so far.
@@ -1555,10 +1580,7 @@ fn coherent_candidates(sync: &SyncSpectrum, lay: &Layout, count: usize) -> Vec<(
                 }
             }
         }
-        if picked
-            .iter()
-            .any(|(p, _)| same_peak((p.scale, p.rotation), (bs, br)))
-        {
+        if !is_new_peak(&picked, (bs, br)) {
             // Refined onto a peak already taken.
             continue;
         }
@@ -1821,15 +1843,15 @@ impl Prepared {
     /// spectrum, and for a stack also from its frames' summed spectra (a mark that moved
     /// between frames shows there, not in the sum of the frames).
     fn candidates(&self, lay: &Layout) -> Vec<Grid> {
-        let sync = self
-            .sync
-            .get_or_init(|| sync_spectrum(&self.r, self.w, self.h, SYNC_WINDOW));
         // A still image: a small window is searched coherently, a large one by power first
         // (a line there stands out of the host's floor). A stack's sum does not line a moving
         // mark's phases up, so a stack is searched by power only.
         let still = self.frames.is_empty();
+        let sync = self
+            .sync
+            .get_or_init(|| sync_spectrum(&self.r, self.w, self.h, SYNC_WINDOW, still));
         let mut all: Vec<(Grid, f32)> = match sync {
-            Some(s) if still && s.is_small() => coherent_candidates(s, lay, SEARCH_CANDIDATES),
+            Some(s) if still && s.is_small() => coherent_candidates(s, lay),
             Some(s) => spectral_candidates(s, lay),
             None => Vec::new(),
         };
@@ -1840,9 +1862,9 @@ impl Prepared {
         if all.is_empty() && still && sync.as_ref().is_some_and(mid_sized) {
             let central = self
                 .sync_central
-                .get_or_init(|| sync_spectrum(&self.r, self.w, self.h, COHERENT_WINDOW));
+                .get_or_init(|| sync_spectrum(&self.r, self.w, self.h, COHERENT_WINDOW, true));
             if let Some(c) = central {
-                all = coherent_candidates(c, lay, SEARCH_CANDIDATES);
+                all = coherent_candidates(c, lay);
             }
         }
         if !self.frames.is_empty() {
@@ -1851,7 +1873,7 @@ impl Prepared {
                 let mut spectra = self
                     .frames
                     .iter()
-                    .filter_map(|f| sync_spectrum(&f.crop, f.w, f.h, FRAME_SYNC_WINDOW));
+                    .filter_map(|f| sync_spectrum(&f.crop, f.w, f.h, FRAME_SYNC_WINDOW, false));
                 let mut sum = spectra.next()?;
                 for s in spectra {
                     sum.power
@@ -1870,10 +1892,7 @@ impl Prepared {
             all.sort_by(|a, b| b.1.total_cmp(&a.1));
             let mut picked: Vec<(Grid, f32)> = Vec::new();
             for (g, z) in all {
-                let near = picked
-                    .iter()
-                    .any(|(p, _)| same_peak((p.scale, p.rotation), (g.scale, g.rotation)));
-                if !near && picked.len() < SEARCH_CANDIDATES {
+                if picked.len() < SEARCH_CANDIDATES && is_new_peak(&picked, (g.scale, g.rotation)) {
                     picked.push((g, z));
                 }
             }
@@ -2112,10 +2131,9 @@ mod tests {
                     c.iter()
                         .position(|(g, _)| same_peak((g.scale, g.rotation), truth))
                 };
-                let sync = sync_spectrum(&p.r, p.w, p.h, 1024).expect("a window");
+                let sync = sync_spectrum(&p.r, p.w, p.h, 1024, true).expect("a window");
                 power_hits += at_truth(&spectral_candidates(&sync, &lay)).is_some() as u32;
-                coherent_first +=
-                    (at_truth(&coherent_candidates(&sync, &lay, 3)) == Some(0)) as u32;
+                coherent_first += (at_truth(&coherent_candidates(&sync, &lay)) == Some(0)) as u32;
                 found += detect_prepared(&p, &key)
                     .found
                     .is_some_and(|f| f.payload == payload) as u32;
