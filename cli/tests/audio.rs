@@ -373,6 +373,62 @@ fn voice_prompt_goes_before_or_after_and_keeps_the_marks() {
     assert!(stderr(&o).contains("/nonexistent.wav"), "{}", stderr(&o));
 }
 
+/// The mark spans 600 Hz to 7.2 kHz, so either side of 4.2 kHz carries it alone: what is left
+/// under 4 kHz (a telephone-band filter), and what is left over 4.5 kHz then coded as MP3. The
+/// cuts are brick walls in ffmpeg's `afftfilt` (bins of 10.8 Hz), so nothing of the other side
+/// leaks through.
+#[test]
+fn either_half_of_the_band_carries_the_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = source(dir.path(), "in.wav", &["-c:a", "pcm_s16le"]);
+    let out = dir.path().join("marked.wav");
+    let o = aigc(&[
+        "mark",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--producer",
+        PRODUCER,
+        "--payload",
+        "0badc0de0badc0de",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = out.to_str().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let keep = |bins: &str| format!("afftfilt=real='re*{bins}':imag='im*{bins}':win_size=4096");
+    ffmpeg(&[
+        "-i",
+        m,
+        "-af",
+        &keep("lt(b,372)"),
+        "-c:a",
+        "pcm_f32le",
+        &p("low.wav"),
+    ]);
+    ffmpeg(&[
+        "-i",
+        m,
+        "-af",
+        &keep("gt(b,418)"),
+        "-c:a",
+        "pcm_f32le",
+        &p("high.wav"),
+    ]);
+    ffmpeg(&[
+        "-i",
+        &p("high.wav"),
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        "128k",
+        &p("high.mp3"),
+    ]);
+    for f in ["low.wav", "high.mp3"] {
+        let v = verify_json(Path::new(&p(f)));
+        assert_eq!(v["watermark"]["payload"], "0badc0de0badc0de", "{f}: {v}");
+    }
+}
+
 #[test]
 fn a_128_bit_payload_is_the_produce_id_hash_and_survives_mp3() {
     let dir = tempfile::tempdir().unwrap();

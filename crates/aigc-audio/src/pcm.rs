@@ -83,7 +83,7 @@ pub fn read_all(reader: &mut dyn ChunkReader) -> Result<Pcm, String> {
     Ok(pcm)
 }
 
-/// The channels' mean brought down to about 11 kHz as chunks arrive: what the detectors read.
+/// The channels' mean brought down to about 22 kHz as chunks arrive: what the detectors read.
 struct DetectionMix {
     decimator: resample::Decimator,
     rate: u32,
@@ -111,10 +111,10 @@ impl DetectionMix {
     }
 }
 
-/// What the detectors read: the channels' mean, brought down to about 11 kHz while reading
-/// (`aigc_dsp::resample`), so only that is ever held: 53 MB for 20 minutes of 44.1 kHz
-/// stereo, against 424 MB for the decoded channels. Both detectors look below 5 kHz. At most
-/// the first `limit_seconds`.
+/// What the detectors read: the channels' mean, brought down to about 22 kHz while reading
+/// (`aigc_dsp::resample`), so only that is ever held: 106 MB for 20 minutes of 44.1 kHz
+/// stereo, against 424 MB for the decoded channels. Both detectors look below 7.2 kHz. At
+/// most the first `limit_seconds`.
 pub fn read_for_detection(
     reader: &mut dyn ChunkReader,
     limit_seconds: Option<f64>,
@@ -140,7 +140,7 @@ pub fn read_for_detection(
     })
 }
 
-/// [`read_for_detection`] on sound already decoded: the channels' mean at about 11 kHz, and
+/// [`read_for_detection`] on sound already decoded: the channels' mean at about 22 kHz, and
 /// that rate.
 pub fn for_detection(channels: &[&[f32]], sample_rate: u32) -> (Vec<f32>, u32) {
     let mut mix = DetectionMix::new(sample_rate);

@@ -1,27 +1,27 @@
-//! Changing a sound's sample rate for the detectors, which only look below 5 kHz: a streaming
-//! decimator that brings any rate down to about 11 kHz before analysis (a quarter of the
-//! samples, FFTs and memory at 44.1 kHz), and a band-limited reader at fractional positions
-//! for the playback-speed search.
+//! Changing a sound's sample rate for the detectors, which only look below 7.2 kHz: a streaming
+//! decimator that brings any rate down to about 22 kHz before analysis (half the samples, FFTs
+//! and memory at 44.1 kHz), and a band-limited reader at fractional positions for the
+//! playback-speed search.
 //!
-//! Both are Kaiser-windowed sinc filters. A linear interpolation is not enough at 11 kHz: at
-//! 4 kHz (0.38 of the rate) it loses up to 9 dB between samples, and the loss comes and goes
+//! Both are Kaiser-windowed sinc filters. A linear interpolation is not enough: at 0.33 of the
+//! rate (7.2 kHz at 22 kHz) it loses several dB between samples, and the loss comes and goes
 //! as the reading position drifts, which is noise to a detector that reads magnitudes.
 
-/// The lowest rate the decimator brings a sound down to: its Nyquist frequency (5.5 kHz) stays
-/// above everything the detectors read (4.2 kHz for the watermark, 5 kHz for the rhythm
-/// label's loudness), with room for the filter's transition band.
-pub const MIN_ANALYSIS_RATE: u32 = 11025;
+/// The lowest rate the decimator brings a sound down to: the filter stays flat to 0.77 of the
+/// Nyquist frequency (7.3 kHz at 19 kHz), above everything the detectors read (7.2 kHz for the
+/// watermark, 5 kHz for the rhythm label's loudness).
+pub const MIN_ANALYSIS_RATE: u32 = 19000;
 
 /// The decimation factor that brings `sample_rate` closest to [`MIN_ANALYSIS_RATE`] without
-/// going under it: 4 at 44.1 and 48 kHz, 2 at 22.05 to 32 kHz, 1 (unchanged) under that.
+/// going under it: 2 at 44.1 and 48 kHz, 5 at 96 kHz, 1 (unchanged) at 32 kHz and under.
 pub fn decimation_for(sample_rate: u32) -> usize {
     (sample_rate / MIN_ANALYSIS_RATE).max(1) as usize
 }
 
 /// Taps per unit of the decimation factor. With a Kaiser window of beta 5.65 (about 60 dB
 /// stop band) this puts the transition band between 0.77 and 1.23 times the output's Nyquist
-/// frequency: at 44.1 kHz in, flat to 4.2 kHz, and everything that would fold back under
-/// 4.2 kHz attenuated by 60 dB.
+/// frequency: at 44.1 kHz in (factor 2), flat to 8.5 kHz, and everything that would fold back
+/// under 8.5 kHz attenuated by 60 dB.
 const TAPS_PER_FACTOR: usize = 16;
 const DECIMATOR_BETA: f64 = 5.65;
 
@@ -238,22 +238,22 @@ mod tests {
         let n = 44100;
         for (freq, kept) in [
             (600.0, true),
-            (4200.0, true),
-            (7000.0, false),
-            (15000.0, false),
+            (7200.0, true),
+            (14000.0, false),
+            (20000.0, false),
         ] {
             let x = tone(freq, 44100.0, n, 0.3);
-            let mut d = Decimator::new(4);
+            let mut d = Decimator::new(decimation_for(44100));
             let mut y = Vec::new();
             // Uneven chunks: the output must not depend on how the input arrives.
             for part in x.chunks(1000 + 37) {
                 d.push(part, &mut y);
             }
             d.finish(&mut y);
-            assert_eq!(y.len(), n.div_ceil(4));
+            assert_eq!(y.len(), n.div_ceil(2));
             let mid = &y[200..y.len() - 200];
             if kept {
-                let want = tone(freq, 11025.0, y.len(), 0.3);
+                let want = tone(freq, 22050.0, y.len(), 0.3);
                 let err: Vec<f32> = mid.iter().zip(&want[200..]).map(|(a, b)| a - b).collect();
                 assert!(rms(&err) < 0.01, "{freq} Hz: error rms {}", rms(&err));
             } else {
@@ -270,10 +270,10 @@ mod tests {
         d.push(&x, &mut y);
         d.finish(&mut y);
         assert_eq!(y, x);
-        assert_eq!(decimation_for(44100), 4);
-        assert_eq!(decimation_for(48000), 4);
-        assert_eq!(decimation_for(22050), 2);
-        assert_eq!(decimation_for(96000), 8);
+        assert_eq!(decimation_for(44100), 2);
+        assert_eq!(decimation_for(48000), 2);
+        assert_eq!(decimation_for(32000), 1);
+        assert_eq!(decimation_for(96000), 5);
     }
 
     #[test]
