@@ -554,17 +554,30 @@ fn spectra(
 /// energy.
 fn finish<const W: usize>(r: &mut [f32], energy: &[f32], hops: usize) {
     whiten::<W>(r, hops);
-    // Hops far quieter than the file's loud ones (pauses in speech, fades) hold codec noise or
-    // nothing, not the mark: they are left out. The others are weighted by how far they stand
-    // above the noise floor (the 10th percentile), which is how much of the mark survives in them.
+    for (row, w) in r.chunks_exact_mut(W).zip(hop_weights(energy)) {
+        for v in row {
+            *v *= w;
+        }
+    }
+}
+
+/// How much each hop counts, from the hops' energies in the band. Hops far quieter than the
+/// file's loud ones (pauses in speech, fades) hold codec noise or nothing, not the mark: they
+/// are left out. The others are weighted by how far they stand above the noise floor (the
+/// 10th percentile), which is how much of the mark survives in them.
+fn hop_weights(energy: &[f32]) -> Vec<f32> {
+    let hops = energy.len();
     let mut sorted = energy.to_vec();
     sorted.sort_by(f32::total_cmp);
-    if let Some(&loud) = sorted.get(sorted.len() * 3 / 4) {
-        let gate = loud * GATE;
-        let floor = sorted[sorted.len() / 10];
-        for t in 0..hops {
-            let quiet = |u: usize| energy[u] < gate;
-            let w = if energy[t] <= 0.0
+    let Some(&loud) = sorted.get(sorted.len() * 3 / 4) else {
+        return Vec::new();
+    };
+    let gate = loud * GATE;
+    let floor = sorted[sorted.len() / 10];
+    let quiet = |u: usize| energy[u] < gate;
+    (0..hops)
+        .map(|t| {
+            if energy[t] <= 0.0
                 || quiet(t)
                 || (t > 0 && quiet(t - 1))
                 || (t + 1 < hops && quiet(t + 1))
@@ -572,12 +585,56 @@ fn finish<const W: usize>(r: &mut [f32], energy: &[f32], hops: usize) {
                 0.0
             } else {
                 (1.0 - floor / energy[t]).clamp(0.0, 1.0)
-            };
-            for v in &mut r[t * W..(t + 1) * W] {
-                *v *= w;
+            }
+        })
+        .collect()
+}
+
+/// Hops read at a time by [`streamed_fold`]: 2.8 MB of cells.
+const STREAM_BLOCK: usize = 4096;
+
+/// `fold(&cells(mono, h, offset, fft))`, the same sums, without holding every hop's cells:
+/// first each hop's energy (for the weights, which need the whole file's percentiles), then
+/// the cells a block at a time, each block read with the three hops either side that
+/// [`whiten`] looks at. Transforms every hop twice, so it is kept for long inputs, where the
+/// cells would be 53 MB for every 20 minutes.
+fn streamed_fold(
+    mono: &[f32],
+    h: usize,
+    offset: usize,
+    fft: &Arc<dyn RealToComplex<f32>>,
+) -> Vec<f32> {
+    let n = 2 * h;
+    let hops = if mono.len() >= offset + n {
+        (mono.len() - offset - n) / h + 1
+    } else {
+        0
+    };
+    // The same energies `spectra` gives, a block at a time.
+    let mut energy = Vec::with_capacity(hops);
+    for s in (0..hops).step_by(STREAM_BLOCK) {
+        let e = (s + STREAM_BLOCK).min(hops);
+        let piece = &mono[offset + s * h..offset + (e - 1) * h + n];
+        energy.extend(spectra(piece, h, 0, fft, BAND.0, 0).1);
+    }
+    let weights = hop_weights(&energy);
+    let context = HOST_TAPS.len();
+    let mut folded = vec![0f32; PERIOD * NBINS];
+    for s in (0..hops).step_by(STREAM_BLOCK) {
+        let e = (s + STREAM_BLOCK).min(hops);
+        let (a, b) = (s.saturating_sub(context), (e + context).min(hops));
+        let piece = &mono[offset + a * h..offset + (b - 1) * h + n];
+        let (mut r, _) = spectra(piece, h, 0, fft, BAND.0, NBINS);
+        whiten::<NBINS>(&mut r, b - a);
+        for t in s..e {
+            let row = &r[(t - a) * NBINS..(t - a + 1) * NBINS];
+            let out = &mut folded[(t % PERIOD) * NBINS..(t % PERIOD + 1) * NBINS];
+            for (o, v) in out.iter_mut().zip(row) {
+                *o += v * weights[t];
             }
         }
     }
+    folded
 }
 
 /// The natural logarithm of a positive normal `x` to within 3e-5: the exponent from the bits
@@ -952,7 +1009,7 @@ impl<'a> Prepared<'a> {
                 .insert(at.offset, WideReading::Spectra((wide, energy)));
             fold(&Cells { r, hops })
         } else if at.factor == 0 {
-            fold(&cells(piece, self.h, at.offset, &self.fft))
+            streamed_fold(piece, self.h, at.offset, &self.fft)
         } else if matches!(at.piece, Piece::Coarse | Piece::Fine) {
             self.fold_stretched(at)
         } else {
@@ -1219,6 +1276,23 @@ mod tests {
                 v
             })
             .collect()
+    }
+
+    #[test]
+    fn the_streamed_fold_is_the_fold_of_all_cells() {
+        // Three blocks and a bit, a quiet stretch across a block boundary (the weights), and
+        // a start offset.
+        let sr = 8000;
+        let h = hop_len(sr);
+        let fft = RealFftPlanner::new().plan_fft_forward(2 * h);
+        let mut x = noise_music(sr, (3 * STREAM_BLOCK + 100) as f32 / 75.0, 3);
+        let quiet = STREAM_BLOCK * h - 20 * h;
+        x[quiet..quiet + 40 * h].iter_mut().for_each(|v| *v *= 1e-4);
+        for offset in [0, h / 4] {
+            let whole = fold(&cells(&x, h, offset, &fft));
+            let streamed = streamed_fold(&x, h, offset, &fft);
+            assert_eq!(whole, streamed, "offset {offset}");
+        }
     }
 
     #[test]
