@@ -128,6 +128,11 @@ def attack(name, src, out, rng):
         codec(".m4a", "-c:a", "aac", "-b:a", "128k")
     elif name == "opus_64":
         codec(".opus", "-c:a", "libopus", "-b:a", "64k")
+    elif name in ("mp3_32", "aac_32", "opus_32"):
+        # Where audiowmark's default strength still holds (the anchor).
+        ext, enc = {"mp3_32": (".mp3", "libmp3lame"), "aac_32": (".m4a", "aac"),
+                    "opus_32": (".opus", "libopus")}[name]
+        codec(ext, "-c:a", enc, "-b:a", "32k")
     elif name == "vorbis_96":
         codec(".ogg", "-c:a", "libvorbis", "-b:a", "96k")
     elif name in ("resample16k", "resample22k"):
@@ -160,7 +165,8 @@ def attack(name, src, out, rng):
 
 
 ATTACKS = ["none", "mp3_128", "mp3_64", "aac_128", "opus_64", "vorbis_96", "resample16k", "resample22k",
-           "noise_snr20", "vol_minus6", "lowpass4k", "cut20", "speed101", "excerpt8_mp3"]
+           "noise_snr20", "vol_minus6", "lowpass4k", "cut20", "speed101", "excerpt8_mp3",
+           "mp3_32", "aac_32", "opus_32"]
 
 
 def main():
