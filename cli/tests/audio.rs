@@ -155,11 +155,10 @@ fn every_audio_format_gets_rhythm_watermark_and_label_and_keeps_its_kind() {
     }
 }
 
-#[test]
-fn watermark_and_rhythm_survive_transcoding_and_metadata_stripping() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = source(dir.path(), "in.wav", &["-c:a", "pcm_s16le"]);
-    let out = dir.path().join("marked.wav");
+/// `source` as WAV, marked by `mark` with `payload` into `dir/marked.wav`.
+fn marked_wav(dir: &Path, payload: &str) -> PathBuf {
+    let input = source(dir, "in.wav", &["-c:a", "pcm_s16le"]);
+    let out = dir.join("marked.wav");
     let o = aigc(&[
         "mark",
         input.to_str().unwrap(),
@@ -168,9 +167,16 @@ fn watermark_and_rhythm_survive_transcoding_and_metadata_stripping() {
         "--producer",
         PRODUCER,
         "--payload",
-        "00c0ffee00c0ffee",
+        payload,
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    out
+}
+
+#[test]
+fn watermark_and_rhythm_survive_transcoding_and_metadata_stripping() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = marked_wav(dir.path(), "00c0ffee00c0ffee");
     let m = out.to_str().unwrap();
     let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
     ffmpeg(&[
@@ -380,19 +386,7 @@ fn voice_prompt_goes_before_or_after_and_keeps_the_marks() {
 #[test]
 fn either_half_of_the_band_carries_the_mark() {
     let dir = tempfile::tempdir().unwrap();
-    let input = source(dir.path(), "in.wav", &["-c:a", "pcm_s16le"]);
-    let out = dir.path().join("marked.wav");
-    let o = aigc(&[
-        "mark",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--producer",
-        PRODUCER,
-        "--payload",
-        "0badc0de0badc0de",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let out = marked_wav(dir.path(), "0badc0de0badc0de");
     let m = out.to_str().unwrap();
     let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
     let keep = |bins: &str| format!("afftfilt=real='re*{bins}':imag='im*{bins}':win_size=4096");

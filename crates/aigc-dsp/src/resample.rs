@@ -4,7 +4,7 @@
 //! playback-speed search.
 //!
 //! Both are Kaiser-windowed sinc filters. A linear interpolation is not enough: at 0.33 of the
-//! rate (7.2 kHz at 22 kHz) it loses several dB between samples, and the loss comes and goes
+//! rate (7.2 kHz at 22 kHz) it loses up to 6 dB between samples, and the loss comes and goes
 //! as the reading position drifts, which is noise to a detector that reads magnitudes.
 
 /// The lowest rate the decimator brings a sound down to: the filter stays flat to 0.77 of the
