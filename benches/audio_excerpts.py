@@ -58,10 +58,10 @@ def main():
             out = os.path.join(work, f"{stem}-{i:02}.wav")
             A.ff("-ss", f"{start:.3f}", "-t", f"{a.seconds}", "-i", mp3, "-ar", "44100",
                  "-c:a", "pcm_f32le", out)
-            excerpts.append((stem.split("-")[0], stem, out))
-    lines = A.sh(A.TOOL, "detect", *[p for _, _, p in excerpts]).stdout.decode().splitlines()
+            excerpts.append((stem.split("-")[0], out))
+    lines = A.sh(A.TOOL, "detect", *[p for _, p in excerpts]).stdout.decode().splitlines()
     found, total, missed = {}, {}, []
-    for (cls, stem, path), line in zip(excerpts, lines):
+    for (cls, path), line in zip(excerpts, lines):
         r = json.loads(line)
         ok = r["found"] and r["payload"] == payload
         found[cls] = found.get(cls, 0) + ok
@@ -69,7 +69,7 @@ def main():
         if not ok:
             missed.append(f"{os.path.basename(path)[:-4]} ({r['agreement']:.3f})")
     print("missed: " + ", ".join(missed))
-    for cls in sorted(snrs and {s.split('-')[0] for s in snrs}):
+    for cls in sorted({s.split("-")[0] for s in snrs}):
         s = [v for k, v in snrs.items() if k.startswith(cls)]
         print(f"{cls}: SNR mean {sum(s) / len(s):.2f} dB, lowest {min(s):.2f}")
     print(f"{a.tag} ({a.payload_bits} bits, {a.seconds:g} s): " +

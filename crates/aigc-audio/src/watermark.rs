@@ -500,6 +500,15 @@ fn cells(mono: &[f32], h: usize, offset: usize, fft: &Arc<dyn RealToComplex<f32>
     Cells { r, hops }
 }
 
+/// Whole frames (two hops of `h`) in `len` samples read from `offset`, one a hop.
+fn hops_in(len: usize, offset: usize, h: usize) -> usize {
+    if len >= offset + 2 * h {
+        (len - offset - 2 * h) / h + 1
+    } else {
+        0
+    }
+}
+
 /// Log magnitudes, `hops * width` of them, and each hop's energy in the band.
 type Spectra = (Vec<f32>, Vec<f32>);
 
@@ -521,11 +530,7 @@ fn spectra(
     let mut buf = fft.make_input_vec();
     let mut spec = fft.make_output_vec();
     let mut scratch = fft.make_scratch_vec();
-    let hops = if mono.len() >= offset + n {
-        (mono.len() - offset - n) / h + 1
-    } else {
-        0
-    };
+    let hops = hops_in(mono.len(), offset, h);
     let hi = (first + width).min(n / 2 + 1);
     let band = BAND.0..BAND.1.min(n / 2 + 1);
     let mut logm = vec![0f32; hi.saturating_sub(first)];
@@ -606,11 +611,7 @@ fn streamed_fold(
     fft: &Arc<dyn RealToComplex<f32>>,
 ) -> Vec<f32> {
     let n = 2 * h;
-    let hops = if mono.len() >= offset + n {
-        (mono.len() - offset - n) / h + 1
-    } else {
-        0
-    };
+    let hops = hops_in(mono.len(), offset, h);
     // The same energies `spectra` gives, a block at a time.
     let mut energy = Vec::with_capacity(hops);
     for s in (0..hops).step_by(STREAM_BLOCK) {
@@ -1081,11 +1082,7 @@ impl<'a> Prepared<'a> {
             .collect();
         // As many hops as `cells` finds in what `read_stretched` returns.
         let len = ((n as f64 - 1.0) / f).floor().max(0.0) as usize;
-        let hops = if len >= at.offset + 2 * h {
-            (len - at.offset - 2 * h) / h + 1
-        } else {
-            0
-        };
+        let hops = hops_in(len, at.offset, h);
         let quarter = h as f64 / SUB_OFFSETS as f64;
         let mut folded = vec![0f32; PERIOD * NBINS];
         for t in 0..hops {

@@ -1275,10 +1275,13 @@ struct SyncSpectrum {
 /// search is cheap.
 const SMALL_WINDOW: usize = 300_000;
 
+fn is_small_window(nw: usize, nh: usize) -> bool {
+    nw * nh < SMALL_WINDOW
+}
+
 impl SyncSpectrum {
-    /// A window small enough that its power peaks are weak but a coherent search is cheap.
     fn is_small(&self) -> bool {
-        self.nw * self.nh < SMALL_WINDOW
+        is_small_window(self.nw, self.nh)
     }
 }
 
@@ -1361,7 +1364,7 @@ fn sync_spectrum(
         (f - f.round()).abs() * len as f32 / 8.0 <= 1.5
     };
     let quiet_col: Vec<bool> = (0..sw).map(|kx| kx <= 1 || near_block(kx, nw)).collect();
-    let keep_phase = coherent && nw * nh < SMALL_WINDOW;
+    let keep_phase = coherent && is_small_window(nw, nh);
     for ky in 0..nh {
         let quiet_row = ky <= 1 || ky >= nh - 1 || near_block(ky, nh);
         let span = ky * sw..(ky + 1) * sw;
