@@ -514,3 +514,51 @@ fn a_broken_audio_file_fails_alone_with_one_line() {
         "the input was touched"
     );
 }
+
+#[test]
+fn a_file_longer_than_the_held_mix_is_read_back_from_disk() {
+    // Six minutes, more than the five the detectors hold in memory (`aigc_audio::mix`), so
+    // `verify` reads the rest from a temporary file; the rhythm label inserted at 200 s is
+    // silenced there (the stretch read back as zeros), where the mix already lives on disk.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("long.flac");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "anoisesrc=color=pink:amplitude=0.15:duration=360:seed=3",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=360",
+        "-filter_complex",
+        "[0][1]amix=inputs=2:normalize=0,aresample=16000",
+        "-ac",
+        "1",
+        "-c:a",
+        "flac",
+        input.to_str().unwrap(),
+    ]);
+    let out = dir.path().join("marked.flac");
+    let o = aigc(&[
+        "mark",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--producer",
+        PRODUCER,
+        "--payload",
+        "0badcafe0badcafe",
+        "--rhythm-at",
+        "200",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = verify_json(&out);
+    assert_eq!(v["verdict"], "compliant", "{v}");
+    assert_eq!(v["watermark"]["payload"], "0badcafe0badcafe", "{v}");
+    assert_eq!(v["rhythm"]["detected"], true, "{v}");
+    let start = v["rhythm"]["occurrences"][0]["start_seconds"]
+        .as_f64()
+        .unwrap_or(-1.0);
+    assert!((start - 200.0).abs() < 0.5, "{v}");
+}

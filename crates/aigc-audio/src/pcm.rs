@@ -1,6 +1,7 @@
 //! Decoding to planar f32 with symphonia (WAV, FLAC, MP3, AAC/ALAC in MP4, Vorbis in Ogg); Opus,
 //! which symphonia does not decode, goes through FFmpeg's decoder (`ffmpeg` module).
 
+use crate::mix::{Mix, MixWriter, Samples};
 use aigc_dsp::resample;
 use std::fs::File;
 use std::path::Path;
@@ -86,66 +87,76 @@ pub fn read_all(reader: &mut dyn ChunkReader) -> Result<Pcm, String> {
 /// The channels' mean brought down to about 22 kHz as chunks arrive: what the detectors read.
 struct DetectionMix {
     decimator: resample::Decimator,
-    rate: u32,
-    mono: Vec<f32>,
+    /// The decimator's output for the chunk at hand.
+    out: Vec<f32>,
+    writer: MixWriter,
 }
 
 impl DetectionMix {
-    fn new(sample_rate: u32) -> DetectionMix {
+    /// `held`: whether the whole mix stays in memory, else what outgrows
+    /// [`crate::mix::HELD_SECONDS`] goes to a temporary file.
+    fn new(sample_rate: u32, held: bool) -> DetectionMix {
         let factor = resample::decimation_for(sample_rate);
+        let rate = sample_rate / factor as u32;
         DetectionMix {
             decimator: resample::Decimator::new(factor),
-            rate: sample_rate / factor as u32,
-            mono: Vec::new(),
+            out: Vec::new(),
+            writer: if held {
+                MixWriter::holding(rate, usize::MAX)
+            } else {
+                MixWriter::new(rate)
+            },
         }
     }
 
-    fn push(&mut self, channels: &[&[f32]]) {
-        self.decimator.push(&mix(channels), &mut self.mono);
+    fn push(&mut self, channels: &[&[f32]]) -> Result<(), String> {
+        self.out.clear();
+        self.decimator.push(&mix(channels), &mut self.out);
+        self.writer.push(&self.out)
     }
 
-    /// The mix and its rate.
-    fn finish(mut self) -> (Vec<f32>, u32) {
-        self.decimator.finish(&mut self.mono);
-        (self.mono, self.rate)
+    fn finish(mut self) -> Result<Mix, String> {
+        self.out.clear();
+        self.decimator.finish(&mut self.out);
+        self.writer.push(&self.out)?;
+        self.writer.finish()
     }
 }
 
 /// What the detectors read: the channels' mean, brought down to about 22 kHz while reading
-/// (`aigc_dsp::resample`), so only that is ever held: 106 MB for 20 minutes of 44.1 kHz
-/// stereo, against 424 MB for the decoded channels. Both detectors look below 7.2 kHz. At
-/// most the first `limit_seconds`.
+/// (`aigc_dsp::resample`), so only that is kept, and past five minutes kept on disk
+/// (`crate::mix`): 20 minutes of 44.1 kHz stereo decode to 424 MB, their mix to 106 MB.
+/// Both detectors look below 7.2 kHz. At most the first `limit_seconds`.
 pub fn read_for_detection(
     reader: &mut dyn ChunkReader,
     limit_seconds: Option<f64>,
-) -> Result<Pcm, String> {
+) -> Result<Mix, String> {
     let limit = limit_seconds.map(|s| (s * reader.sample_rate() as f64) as usize);
-    let mut mix = DetectionMix::new(reader.sample_rate());
+    let mut mix = DetectionMix::new(reader.sample_rate(), false);
     let mut chunk = vec![Vec::new(); reader.channels()];
     let mut read = 0;
     while limit.is_none_or(|l| read < l) && reader.next_chunk(&mut chunk)? {
         let take = limit.map_or(usize::MAX, |l| l - read);
         let chans: Vec<&[f32]> = chunk.iter().map(|c| &c[..c.len().min(take)]).collect();
         read += chans.first().map_or(0, |c| c.len());
-        mix.push(&chans);
+        mix.push(&chans)?;
     }
-    let (mono, sample_rate) = mix.finish();
-    if mono.is_empty() {
+    let mix = mix.finish()?;
+    if mix.is_empty() {
         return Err("the audio track holds no samples".into());
     }
-    Ok(Pcm {
-        sample_rate,
-        channels: vec![mono],
-        damaged_packets: reader.damaged_packets(),
-    })
+    Ok(mix)
 }
 
-/// [`read_for_detection`] on sound already decoded: the channels' mean at about 22 kHz, and
-/// that rate.
+/// [`read_for_detection`] on sound already decoded: the channels' mean at about 22 kHz, held
+/// in memory, and that rate.
 pub fn for_detection(channels: &[&[f32]], sample_rate: u32) -> (Vec<f32>, u32) {
-    let mut mix = DetectionMix::new(sample_rate);
-    mix.push(channels);
-    mix.finish()
+    let mut mix = DetectionMix::new(sample_rate, true);
+    mix.push(channels)
+        .expect("a held mix writes nothing to disk");
+    let mix = mix.finish().expect("a held mix writes nothing to disk");
+    let rate = mix.sample_rate;
+    (mix.into_held().expect("held"), rate)
 }
 
 /// Decoded sound handed out a chunk at a time, so a long file is never held whole.

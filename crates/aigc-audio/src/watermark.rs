@@ -21,9 +21,11 @@
 // Index loops read more plainly than iterator chains in this bin arithmetic.
 #![allow(clippy::needless_range_loop)]
 
+use crate::mix::Samples;
 use aigc_dsp::code::{self, coded_bits};
 use aigc_dsp::{Complex32, Key, KeyedRng};
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -604,20 +606,22 @@ const STREAM_BLOCK: usize = 4096;
 /// the cells a block at a time, each block read with the three hops either side that
 /// [`whiten`] looks at. Transforms every hop twice, so it is kept for long inputs, where the
 /// cells would be 63 MB for every 20 minutes.
-fn streamed_fold(
-    mono: &[f32],
+fn streamed_fold<S: Samples + ?Sized>(
+    sound: &S,
+    (start, len): (usize, usize),
     h: usize,
     offset: usize,
     fft: &Arc<dyn RealToComplex<f32>>,
 ) -> Vec<f32> {
     let n = 2 * h;
-    let hops = hops_in(mono.len(), offset, h);
+    let hops = hops_in(len, offset, h);
+    // Hops `a..b`, read from the sound (which may be on disk).
+    let read = |a: usize, b: usize| sound.read(start + offset + a * h, (b - 1 - a) * h + n);
     // The same energies `spectra` gives, a block at a time.
     let mut energy = Vec::with_capacity(hops);
     for s in (0..hops).step_by(STREAM_BLOCK) {
         let e = (s + STREAM_BLOCK).min(hops);
-        let piece = &mono[offset + s * h..offset + (e - 1) * h + n];
-        energy.extend(spectra(piece, h, 0, fft, BAND.0, 0).1);
+        energy.extend(spectra(&read(s, e), h, 0, fft, BAND.0, 0).1);
     }
     let weights = hop_weights(&energy);
     let context = HOST_TAPS.len();
@@ -625,8 +629,7 @@ fn streamed_fold(
     for s in (0..hops).step_by(STREAM_BLOCK) {
         let e = (s + STREAM_BLOCK).min(hops);
         let (a, b) = (s.saturating_sub(context), (e + context).min(hops));
-        let piece = &mono[offset + a * h..offset + (b - 1) * h + n];
-        let (mut r, _) = spectra(piece, h, 0, fft, BAND.0, NBINS);
+        let (mut r, _) = spectra(&read(a, b), h, 0, fft, BAND.0, NBINS);
         whiten::<NBINS>(&mut r, b - a);
         for t in s..e {
             let row = &r[(t - a) * NBINS..(t - a + 1) * NBINS];
@@ -984,8 +987,13 @@ const WIDE: usize = NBINS + 2 * MARGIN;
 /// `Prepared` serves any number of keys (a platform holding several producers' keys, or the
 /// false-positive trials), and the search makes exactly the same choices for each key as a
 /// fresh detection would.
-pub struct Prepared<'a> {
-    mono: &'a [f32],
+pub struct Prepared<'a, S: Samples + ?Sized = [f32]> {
+    sound: &'a S,
+    len: usize,
+    /// The reference piece ([`Prepared::reference_piece`]): every reading but a long input's
+    /// whole one lies within it, so only that one reads `sound` a block at a time.
+    reference: Cow<'a, [f32]>,
+    reference_start: usize,
     sample_rate: u32,
     h: usize,
     fft: Arc<dyn RealToComplex<f32>>,
@@ -996,6 +1004,29 @@ pub struct Prepared<'a> {
     /// The reference piece's readings `WIDE` bins a hop, per sub-hop offset, for the speed
     /// search: kept as spectra from the plain reading, made into cells when the search runs.
     wide: RefCell<HashMap<usize, WideReading>>,
+}
+
+/// The piece the plain reading reads at every sub-hop offset, and the speed search
+/// stretches: the whole input up to a minute, else its middle minute.
+fn reference_piece(len: usize, sample_rate: u32, h: usize) -> Piece {
+    if len <= (SYNC_SECONDS * sample_rate as f64) as usize + 2 * h {
+        Piece::Whole
+    } else {
+        Piece::Sync
+    }
+}
+
+/// The piece's first sample and length in an input of `len` samples.
+fn span(piece: Piece, len: usize, sample_rate: u32) -> (usize, usize) {
+    let secs = match piece {
+        Piece::Whole => return (0, len),
+        Piece::Sync => SYNC_SECONDS,
+        Piece::Coarse => 12.0,
+        Piece::Fine => 20.0,
+        Piece::Decode => 30.0,
+    };
+    let n = ((secs * sample_rate as f64) as usize).min(len);
+    ((len - n) / 2, n)
 }
 
 /// A reference reading kept for the speed search.
@@ -1010,10 +1041,24 @@ enum WideReading {
 type Stretched = (Piece, i32, Rc<Vec<f32>>);
 
 impl<'a> Prepared<'a> {
+    /// Mono sound held in memory.
     pub fn new(mono: &'a [f32], sample_rate: u32) -> Prepared<'a> {
+        Prepared::of(mono, sample_rate)
+    }
+}
+
+impl<'a, S: Samples + ?Sized> Prepared<'a, S> {
+    /// Mono sound read a span at a time: a long input's whole reading goes through it block
+    /// by block, everything else reads its reference piece, kept from here on.
+    pub fn of(sound: &'a S, sample_rate: u32) -> Prepared<'a, S> {
         let h = hop_len(sample_rate);
+        let len = sound.len();
+        let (reference_start, n) = span(reference_piece(len, sample_rate, h), len, sample_rate);
         Prepared {
-            mono,
+            sound,
+            len,
+            reference: sound.read(reference_start, n),
+            reference_start,
             sample_rate,
             h,
             fft: RealFftPlanner::<f32>::new().plan_fft_forward(2 * h),
@@ -1023,37 +1068,27 @@ impl<'a> Prepared<'a> {
         }
     }
 
-    /// The piece the plain reading reads at every sub-hop offset, and the speed search
-    /// stretches: the whole input up to a minute, else its middle minute.
     fn reference_piece(&self) -> Piece {
-        if self.mono.len() <= (SYNC_SECONDS * self.sample_rate as f64) as usize + 2 * self.h {
-            Piece::Whole
-        } else {
-            Piece::Sync
-        }
+        reference_piece(self.len, self.sample_rate, self.h)
     }
 
-    /// The piece's first sample and length in the input.
     fn span(&self, piece: Piece) -> (usize, usize) {
-        let secs = match piece {
-            Piece::Whole => return (0, self.mono.len()),
-            Piece::Sync => SYNC_SECONDS,
-            Piece::Coarse => 12.0,
-            Piece::Fine => 20.0,
-            Piece::Decode => 30.0,
-        };
-        let n = ((secs * self.sample_rate as f64) as usize).min(self.mono.len());
-        ((self.mono.len() - n) / 2, n)
+        span(piece, self.len, self.sample_rate)
+    }
+
+    /// Samples `start..start + n`, which lie within the reference piece.
+    fn within_reference(&self, (start, n): (usize, usize)) -> &[f32] {
+        &self.reference[start - self.reference_start..][..n]
     }
 
     fn fold(&self, at: FoldAt) -> Rc<Vec<f32>> {
         if let Some(f) = self.folds.borrow().get(&at) {
             return f.clone();
         }
-        let (start, n) = self.span(at.piece);
-        let piece = &self.mono[start..start + n];
+        let span = self.span(at.piece);
         let f = if at.factor == 0 && at.piece == self.reference_piece() {
             // The same cells as `cells`, from spectra wide enough to keep for the search.
+            let piece = self.within_reference(span);
             let (wide, energy) =
                 spectra(piece, self.h, at.offset, &self.fft, BAND.0 - MARGIN, WIDE);
             let hops = energy.len();
@@ -1068,7 +1103,7 @@ impl<'a> Prepared<'a> {
                 .insert(at.offset, WideReading::Spectra((wide, energy)));
             fold(&Cells { r, hops })
         } else if at.factor == 0 {
-            streamed_fold(piece, self.h, at.offset, &self.fft)
+            streamed_fold(self.sound, span, self.h, at.offset, &self.fft)
         } else if matches!(at.piece, Piece::Coarse | Piece::Fine) {
             self.fold_stretched(at)
         } else {
@@ -1077,6 +1112,7 @@ impl<'a> Prepared<'a> {
                 Some((p, f, r)) if (*p, *f) == (at.piece, at.factor) => r.clone(),
                 _ => {
                     let f = 1.0 + at.factor as f64 * FACTOR_UNIT;
+                    let piece = self.within_reference(span);
                     let r = Rc::new(aigc_dsp::resample::read_stretched(piece, f));
                     *last = Some((at.piece, at.factor, r.clone()));
                     r
@@ -1097,11 +1133,14 @@ impl<'a> Prepared<'a> {
         let kept = self.wide.borrow_mut().remove(&offset);
         let (mut r, energy) = match kept {
             Some(WideReading::Spectra(s)) => s,
-            _ => {
-                let (start, n) = self.span(self.reference_piece());
-                let piece = &self.mono[start..start + n];
-                spectra(piece, self.h, offset, &self.fft, BAND.0 - MARGIN, WIDE)
-            }
+            _ => spectra(
+                &self.reference,
+                self.h,
+                offset,
+                &self.fft,
+                BAND.0 - MARGIN,
+                WIDE,
+            ),
         };
         finish::<WIDE>(&mut r, &energy, energy.len());
         let c = Rc::new(r);
@@ -1207,8 +1246,13 @@ pub fn detect_mono(mono: &[f32], sample_rate: u32, key: &Key) -> Detection {
     detect_prepared(&Prepared::new(mono, sample_rate), key)
 }
 
+/// [`detect_mono`] on sound read a span at a time (a [`crate::mix::Mix`] may live on disk).
+pub fn detect_in<S: Samples + ?Sized>(sound: &S, sample_rate: u32, key: &Key) -> Detection {
+    detect_prepared(&Prepared::of(sound, sample_rate), key)
+}
+
 /// [`detect`] on prepared audio.
-pub fn detect_prepared(p: &Prepared, key: &Key) -> Detection {
+pub fn detect_prepared<S: Samples + ?Sized>(p: &Prepared<S>, key: &Key) -> Detection {
     let l = layout(key);
     let (h, sr) = (p.h, p.sample_rate);
     let fp = MAX_ATTEMPTS as f64 * code::FP_PER_ATTEMPT;
@@ -1343,10 +1387,17 @@ mod tests {
         let mut x = noise_music(sr, (3 * STREAM_BLOCK + 100) as f32 / 75.0, 3);
         let quiet = STREAM_BLOCK * h - 20 * h;
         x[quiet..quiet + 40 * h].iter_mut().for_each(|v| *v *= 1e-4);
+        // The same sound spilled to a temporary file must read the same.
+        let mut w = crate::mix::MixWriter::holding(sr, 10_000);
+        w.push(&x).unwrap();
+        let spilled = w.finish().unwrap();
+        assert!(spilled.is_spilled());
         for offset in [0, h / 4] {
             let whole = fold(&cells(&x, h, offset, &fft));
-            let streamed = streamed_fold(&x, h, offset, &fft);
+            let streamed = streamed_fold(&x[..], (0, x.len()), h, offset, &fft);
             assert_eq!(whole, streamed, "offset {offset}");
+            let from_disk = streamed_fold(&spilled, (0, x.len()), h, offset, &fft);
+            assert_eq!(whole, from_disk, "offset {offset}, spilled");
         }
     }
 
