@@ -1,7 +1,8 @@
 //! The sound the detectors read: the channels' mean at about 22 kHz (`crate::pcm`), held in
 //! memory for the first [`HELD_SECONDS`] and beyond that kept in an anonymous temporary file
 //! and read back a span at a time. Verifying a two-hour file then holds tens of megabytes,
-//! not the 636 MB its mix would take; a file of a few minutes never touches the disk.
+//! not the 636 MB its mix would take; a file of a few minutes never touches the disk. Where no
+//! temporary file can be created, the mix stays in memory, as it did before it could spill.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -51,18 +52,6 @@ pub struct Mix {
 }
 
 impl Mix {
-    /// A mix held in memory.
-    pub fn held(samples: Vec<f32>, sample_rate: u32) -> Mix {
-        Mix {
-            sample_rate,
-            len: samples.len(),
-            held: samples,
-            spilled: None,
-            silenced: Vec::new(),
-            read_error: RefCell::new(None),
-        }
-    }
-
     /// The samples, when the mix was held in memory.
     pub fn into_held(self) -> Option<Vec<f32>> {
         self.spilled.is_none().then_some(self.held)
@@ -166,9 +155,12 @@ impl MixWriter {
             if self.held.len() <= self.held_limit {
                 return Ok(());
             }
-            let file = tempfile::tempfile().map_err(|e| {
-                format!("creating a temporary file for the decoded sound: {e} (set TMPDIR to a writable folder)")
-            })?;
+            // No temporary file to be had (a read-only or full $TMPDIR): the mix stays in
+            // memory, as it always did before it could spill, rather than fail the file.
+            let Ok(file) = tempfile::tempfile() else {
+                self.held_limit = usize::MAX;
+                return Ok(());
+            };
             self.spill = Some(BufWriter::with_capacity(1 << 20, file));
             let held = std::mem::take(&mut self.held);
             return self.write(&held);

@@ -983,10 +983,10 @@ const MARGIN: usize = 6;
 /// Bins a hop in the reference reading.
 const WIDE: usize = NBINS + 2 * MARGIN;
 
-/// The key-independent side of detection: the mono mix and every fold read so far. One
-/// `Prepared` serves any number of keys (a platform holding several producers' keys, or the
-/// false-positive trials), and the search makes exactly the same choices for each key as a
-/// fresh detection would.
+/// The key-independent side of detection: the sound (its reference piece kept, a long input's
+/// whole read a block at a time) and every fold read so far. One `Prepared` serves any number
+/// of keys (a platform holding several producers' keys, or the false-positive trials), and the
+/// search makes exactly the same choices for each key as a fresh detection would.
 pub struct Prepared<'a, S: Samples + ?Sized = [f32]> {
     sound: &'a S,
     len: usize,
