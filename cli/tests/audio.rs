@@ -10,20 +10,28 @@ use std::process::Command;
 /// 14 s of pink noise under a chord, 44.1 kHz stereo, tagged: a stand-in for music that the
 /// ffmpeg CLI makes, encoded with `codec_args` into `name`.
 fn source(dir: &Path, name: &str, codec_args: &[&str]) -> PathBuf {
+    source_lasting(dir, name, 14, codec_args)
+}
+
+/// [`source`], `seconds` long.
+fn source_lasting(dir: &Path, name: &str, seconds: u32, codec_args: &[&str]) -> PathBuf {
     let out = dir.join(name);
+    let noise = format!("anoisesrc=color=pink:amplitude=0.15:duration={seconds}:seed=7");
+    let low = format!("sine=frequency=330:duration={seconds}");
+    let high = format!("sine=frequency=495:duration={seconds}");
     let mut args = vec![
         "-f",
         "lavfi",
         "-i",
-        "anoisesrc=color=pink:amplitude=0.15:duration=14:seed=7",
+        &noise,
         "-f",
         "lavfi",
         "-i",
-        "sine=frequency=330:duration=14",
+        &low,
         "-f",
         "lavfi",
         "-i",
-        "sine=frequency=495:duration=14",
+        &high,
         "-filter_complex",
         "[0][1][2]amix=inputs=3:normalize=0,aformat=channel_layouts=stereo,aresample=44100",
         "-metadata",
@@ -521,24 +529,12 @@ fn a_file_longer_than_the_held_mix_is_read_back_from_disk() {
     // `verify` reads the rest from a temporary file; the rhythm label inserted at 200 s is
     // silenced there (the stretch read back as zeros), where the mix already lives on disk.
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("long.flac");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "anoisesrc=color=pink:amplitude=0.15:duration=360:seed=3",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:duration=360",
-        "-filter_complex",
-        "[0][1]amix=inputs=2:normalize=0,aresample=16000",
-        "-ac",
-        "1",
-        "-c:a",
-        "flac",
-        input.to_str().unwrap(),
-    ]);
+    let input = source_lasting(
+        dir.path(),
+        "long.flac",
+        360,
+        &["-ar", "16000", "-ac", "1", "-c:a", "flac"],
+    );
     let out = dir.path().join("marked.flac");
     let o = aigc(&[
         "mark",
