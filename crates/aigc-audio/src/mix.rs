@@ -40,6 +40,7 @@ pub const HELD_SECONDS: f64 = 300.0;
 /// The detectors' mono mix at `sample_rate`, held or spilled, with the stretches
 /// [`Mix::silence`] was asked to silence reading as zeros.
 pub struct Mix {
+    /// Samples per second of the mix (about 22 kHz for 44.1 and 48 kHz sources).
     pub sample_rate: u32,
     /// Everything, while nothing has been spilled; else empty.
     held: Vec<f32>,
@@ -148,6 +149,7 @@ impl MixWriter {
         }
     }
 
+    /// Appends `samples`. Errs only when writing the temporary file fails (a full disk).
     pub fn push(&mut self, samples: &[f32]) -> Result<(), String> {
         self.len += samples.len();
         if self.spill.is_none() {
@@ -179,6 +181,7 @@ impl MixWriter {
             .map_err(|e| format!("writing the decoded sound to a temporary file: {e}"))
     }
 
+    /// The mix, held or spilled, with nothing silenced yet.
     pub fn finish(self) -> Result<Mix, String> {
         let spilled = match self.spill {
             Some(w) => Some(
