@@ -558,3 +558,58 @@ fn a_file_longer_than_the_held_mix_is_read_back_from_disk() {
         .unwrap_or(-1.0);
     assert!((start - 200.0).abs() < 0.5, "{v}");
 }
+
+/// Samples of `path` as ffmpeg decodes them: interleaved f32.
+fn decoded_samples(path: &Path) -> Vec<f32> {
+    let raw = path.with_extension("f32");
+    ffmpeg(&[
+        "-i",
+        path.to_str().unwrap(),
+        "-f",
+        "f32le",
+        raw.to_str().unwrap(),
+    ]);
+    std::fs::read(&raw)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+#[test]
+fn a_file_is_marked_at_exactly_its_target_ratio() {
+    // A file is read once for the whole file's strength before it is marked, so the change
+    // sits at the music target (35.5 dB: the bar is 35) as ffmpeg decodes the two files,
+    // not somewhere within the streamed strength's 0.8 dB.
+    let dir = tempfile::tempdir().unwrap();
+    let input = source(dir.path(), "in.wav", &["-c:a", "pcm_s16le"]);
+    let out = dir.path().join("out.wav");
+    let o = aigc(&[
+        "mark",
+        "--json",
+        "--no-rhythm",
+        "--producer",
+        PRODUCER,
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap()
+        .to_string();
+    let report: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(report["watermark"]["target_snr_db"], 35.5, "{report}");
+    let (x, y) = (decoded_samples(&input), decoded_samples(&out));
+    assert_eq!(x.len(), y.len());
+    let signal: f64 = x.iter().map(|&v| (v as f64).powi(2)).sum();
+    let change: f64 = x
+        .iter()
+        .zip(&y)
+        .map(|(&a, &b)| ((b - a) as f64).powi(2))
+        .sum();
+    let snr = 10.0 * (signal / change).log10();
+    assert!((snr - 35.5).abs() < 0.15, "measured {snr} dB: {report}");
+}

@@ -35,11 +35,29 @@ fn mark_once(a: &mut pcm::Pcm, payload: watermark::Payload) -> Option<watermark:
         .and_then(|v| v.parse().ok())
     {
         Some(snr) => watermark::embed_at(&mut a.channels, a.sample_rate, &key(), payload, snr),
-        // What `mark` does: the streaming marker (strength per block, limiter).
+        // What `mark` does on a file: a pass for the whole file's strength, then the streaming
+        // marker at that strength (with the limiter). $AIGC_WM_STREAMED: the strength set block
+        // by block from the sound so far instead, as for a video's soundtrack.
         None => {
             let k = key();
+            let chunks = |len: usize| {
+                (0..len)
+                    .step_by(4096)
+                    .map(move |f| (f, (f + 4096).min(len)))
+            };
+            let strength = if std::env::var_os("AIGC_WM_STREAMED").is_some() {
+                None
+            } else {
+                let mut scan = watermark::StrengthScan::new(a.sample_rate, a.channels.len());
+                for (from, to) in chunks(a.len()) {
+                    let chunk: Vec<&[f32]> = a.channels.iter().map(|c| &c[from..to]).collect();
+                    scan.push(&chunk);
+                }
+                scan.finish()
+            };
             let layers = aigc_audio::stream::StreamLayers {
                 watermark: Some((&k, payload)),
+                strength,
                 rhythm: None,
                 inserts: &[],
             };
@@ -54,8 +72,7 @@ fn mark_once(a: &mut pcm::Pcm, payload: watermark::Payload) -> Option<watermark:
                     o.extend_from_slice(c);
                 }
             };
-            for from in (0..a.len()).step_by(4096) {
-                let to = (from + 4096).min(a.len());
+            for (from, to) in chunks(a.len()) {
                 let chunk: Vec<&[f32]> = a.channels.iter().map(|c| &c[from..to]).collect();
                 m.push(&chunk, &mut take);
             }

@@ -66,6 +66,22 @@ fn open_reader(path: &Path, src: &transcode::Source) -> Result<Box<dyn ChunkRead
     }
 }
 
+/// The watermark's strength for the whole sound of `path` (`None`: silence), from one decoding
+/// pass that holds two frames at a time ([`watermark::StrengthScan`]).
+fn whole_file_strength(
+    path: &Path,
+    src: &transcode::Source,
+) -> Result<Option<watermark::WholeFileStrength>, String> {
+    let mut reader = open_reader(path, src)?;
+    let mut scan = watermark::StrengthScan::new(reader.sample_rate(), reader.channels());
+    let mut chunk = vec![Vec::new(); reader.channels()];
+    while reader.next_chunk(&mut chunk)? {
+        let views: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
+        scan.push(&views);
+    }
+    Ok(scan.finish())
+}
+
 /// Decodes a voice prompt recording (any format this crate reads).
 pub fn load_voice(path: &Path) -> Result<Pcm, String> {
     let src = transcode::probe(path)?.ok_or("no audio stream")?;
@@ -133,11 +149,18 @@ pub fn mark_file(
         .rhythm
         .filter(|s| !s.insert)
         .map(|style| (style, rhythm::mixed_start(style, sr, stated_len)));
+    // A file can be read twice: once for the watermark's whole-file strength, so the mark sits
+    // exactly at its target ratio, then to mark it.
+    let strength = match layers.watermark {
+        Some(_) => whole_file_strength(input, &src).map_err(fail)?,
+        None => None,
+    };
     let marker = StreamMarker::new(
         sr,
         nch,
         &StreamLayers {
             watermark: layers.watermark,
+            strength,
             rhythm: mixed,
             inserts: &blocks,
         },

@@ -2,16 +2,19 @@
 //! must keep its timing (so the rhythm label is mixed, never inserted) and may run for hours.
 //!
 //! [`StreamMarker`] takes planar chunks of any length and hands back marked chunks in order,
-//! about 7 s behind. The watermark is the one of [`crate::watermark`], frame for frame; only its
-//! strength cannot be set from the whole file before it starts: it is set per block of one
-//! period (3.4 s) from all the sound so far, so it settles on the whole-file strength within a
-//! few blocks (36 dB under the sound), never more than 1 dB over the target in a block of its
+//! about 7 s behind. The watermark is the one of [`crate::watermark`], frame for frame. Its
+//! strength is the whole file's when a pass before marking found it (an audio file,
+//! [`watermark::StrengthScan`]); else (a video's soundtrack, read once) it is set per block of
+//! one period (3.4 s) from all the sound so far, so it settles on the whole-file strength within
+//! a few blocks (36 dB under the sound), never more than 1 dB over the target in a block of its
 //! own, and it ramps between blocks so it never steps. The rhythm label is
 //! mixed over the sound (ducked beneath it, [`rhythm::Duck`]) at a sample position fixed up
 //! front, and the [`Limiter`] keeps every sample under full scale.
 
 use crate::rhythm::{self, Duck, RhythmStyle};
-use crate::watermark::{self, Embedded, Modulator, Pauses, Payload, MAX_STRENGTH, PERIOD};
+use crate::watermark::{
+    self, Embedded, Modulator, Pauses, Payload, WholeFileStrength, MAX_STRENGTH, PERIOD,
+};
 use aigc_dsp::Key;
 
 /// A look-ahead limiter: the gain falls over 5 ms before a sample that would pass full scale
@@ -238,6 +241,9 @@ impl std::ops::DerefMut for Fifo {
 pub struct StreamLayers<'a> {
     /// Key and payload of the watermark.
     pub watermark: Option<(&'a Key, Payload)>,
+    /// The watermark's strength for the whole sound, when a pass over it before marking found
+    /// it ([`watermark::StrengthScan`]); else it is set block by block from the sound so far.
+    pub strength: Option<WholeFileStrength>,
     /// The rhythm label's tone (mixed; `insert` is ignored) and the sample where it starts.
     pub rhythm: Option<(&'a RhythmStyle, usize)>,
     /// Blocks of sound (planar, the marker's channel count) put in before input sample `at`
@@ -277,6 +283,8 @@ struct Watermarking {
     unit_sum: f64,
     /// Speech's pauses over the blocks so far: they set the ratio aimed at.
     pauses: Pauses,
+    /// The whole sound's strength, when known before marking.
+    whole: Option<WholeFileStrength>,
 }
 
 /// Marks planar sound chunk by chunk; see the module's description.
@@ -316,6 +324,7 @@ impl StreamMarker {
             host_sum: 0.0,
             unit_sum: 0.0,
             pauses: Pauses::default(),
+            whole: layers.strength,
         });
         let (tone, tone_at) = match layers.rhythm {
             Some((style, at)) => (rhythm::tone(style, sample_rate), at),
@@ -366,7 +375,10 @@ impl StreamMarker {
             (w.applied > 0.0).then(|| Embedded {
                 strength: known.iter().sum::<f32>() / known.len().max(1) as f32,
                 snr_db: (10.0 * (w.host / w.applied).log10()) as f32,
-                target_snr_db: watermark::target_snr_db(w.pauses.share()),
+                target_snr_db: w.whole.map_or_else(
+                    || watermark::target_snr_db(w.pauses.share()),
+                    |whole| whole.target_snr_db,
+                ),
             })
         });
         let tone_end = self.tone_at + self.tone.len();
@@ -474,9 +486,13 @@ impl StreamMarker {
                 (host > 0.0 && unit > host * 1e-12)
                     .then(|| (host / unit / 10f64.powf(snr_db as f64 / 10.0)).sqrt() as f32)
             };
-            let s = strength(w.host_sum, w.unit_sum, target)
-                .zip(strength(host, unit, target - 1.0))
-                .map(|(all, own)| all.min(own).min(MAX_STRENGTH));
+            let s = match w.whole {
+                // Known for the whole sound: every block with sound to modulate gets it.
+                Some(whole) => strength(host, unit, target).map(|_| whole.strength),
+                None => strength(w.host_sum, w.unit_sum, target)
+                    .zip(strength(host, unit, target - 1.0))
+                    .map(|(all, own)| all.min(own).min(MAX_STRENGTH)),
+            };
             w.strengths.push(s);
         }
         fin
@@ -644,6 +660,7 @@ mod tests {
         let x = music(sr, 20.0, 3);
         let layers = StreamLayers {
             watermark: Some((&key, payload)),
+            strength: None,
             rhythm: None,
             inserts: &[],
         };
@@ -693,6 +710,7 @@ mod tests {
         let payload = Payload::bits64(0x0123_4567_89ab_cdef);
         let layers = StreamLayers {
             watermark: Some((&key, payload)),
+            strength: None,
             rhythm: None,
             inserts: &[],
         };
@@ -742,6 +760,7 @@ mod tests {
         let at = sr as usize;
         let layers = StreamLayers {
             watermark: None,
+            strength: None,
             rhythm: Some((&style, at)),
             inserts: &[],
         };

@@ -73,6 +73,9 @@ impl Soundtrack {
             channels,
             &StreamLayers {
                 watermark: layers.watermark,
+                // The soundtrack is marked as it is read, beside the pictures: its strength is
+                // set from the sound so far.
+                strength: None,
                 rhythm: tone_at,
                 inserts: &[],
             },
