@@ -62,11 +62,15 @@ fn tag(p: &Value, key: &str) -> Option<String> {
 }
 
 fn verify_json(path: &Path) -> Value {
-    let o = aigc(&["verify", "--json", path.to_str().unwrap()]);
+    first_json(&aigc(&["verify", "--json", path.to_str().unwrap()]))
+}
+
+/// The first JSON line a `--json` run printed.
+fn first_json(o: &std::process::Output) -> Value {
     let line = String::from_utf8_lossy(&o.stdout)
         .lines()
         .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON from verify: {}", stderr(&o)))
+        .unwrap_or_else(|| panic!("no JSON on stdout: {}", stderr(o)))
         .to_string();
     serde_json::from_str(&line).unwrap()
 }
@@ -595,12 +599,7 @@ fn a_file_is_marked_at_exactly_its_target_ratio() {
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let line = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .find(|l| l.starts_with('{'))
-        .unwrap()
-        .to_string();
-    let report: Value = serde_json::from_str(&line).unwrap();
+    let report = first_json(&o);
     assert_eq!(report["watermark"]["target_snr_db"], 35.5, "{report}");
     let (x, y) = (decoded_samples(&input), decoded_samples(&out));
     assert_eq!(x.len(), y.len());
