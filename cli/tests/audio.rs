@@ -61,20 +61,6 @@ fn tag(p: &Value, key: &str) -> Option<String> {
     from(&p["format"]["tags"]).or_else(|| from(&p["streams"][0]["tags"]))
 }
 
-fn verify_json(path: &Path) -> Value {
-    first_json(&aigc(&["verify", "--json", path.to_str().unwrap()]))
-}
-
-/// The first JSON line a `--json` run printed.
-fn first_json(o: &std::process::Output) -> Value {
-    let line = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON on stdout: {}", stderr(o)))
-        .to_string();
-    serde_json::from_str(&line).unwrap()
-}
-
 const CASES: [(&str, &[&str]); 6] = [
     ("in.wav", &["-c:a", "pcm_s16le"]),
     ("in.flac", &["-c:a", "flac"]),
@@ -91,17 +77,7 @@ fn every_audio_format_gets_rhythm_watermark_and_label_and_keeps_its_kind() {
         let input = source(dir.path(), name, codec);
         let before = probe(&input);
         let out = dir.path().join(format!("out-{name}"));
-        let o = aigc(&[
-            "mark",
-            input.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--producer",
-            PRODUCER,
-            "--produce-id",
-            "audio-test-1",
-        ]);
-        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        mark_report(&input, &out, &["--produce-id", "audio-test-1"]);
         let after = probe(&out);
         for field in ["codec_name", "sample_rate", "channels"] {
             assert_eq!(
@@ -171,17 +147,7 @@ fn every_audio_format_gets_rhythm_watermark_and_label_and_keeps_its_kind() {
 fn marked_wav(dir: &Path, payload: &str) -> PathBuf {
     let input = source(dir, "in.wav", &["-c:a", "pcm_s16le"]);
     let out = dir.join("marked.wav");
-    let o = aigc(&[
-        "mark",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--producer",
-        PRODUCER,
-        "--payload",
-        payload,
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    mark_report(&input, &out, &["--payload", payload]);
     out
 }
 
@@ -262,18 +228,7 @@ fn no_clipping_and_options_checked() {
         loud.to_str().unwrap(),
     ]);
     let out = dir.path().join("out.wav");
-    let o = aigc(&[
-        "mark",
-        loud.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--producer",
-        PRODUCER,
-        "--rhythm-mix",
-        "--rhythm-level",
-        "-3",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    mark_report(&loud, &out, &["--rhythm-mix", "--rhythm-level", "-3"]);
     let raw = Command::new("ffmpeg")
         .args([
             "-v",
@@ -338,31 +293,11 @@ fn voice_prompt_goes_before_or_after_and_keeps_the_marks() {
         [("start", true, 0.0, 1.8), ("end", false, -1.0, 1.8 + 2.04)]
     {
         let out = dir.path().join(format!("v-{at}.mp3"));
-        let mut args = vec![
-            "mark",
-            input.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--producer",
-            PRODUCER,
-            "--voice-prompt",
-            voice.to_str().unwrap(),
-            "--voice-at",
-            at,
-            "--json",
-        ];
+        let mut extra = vec!["--voice-prompt", voice.to_str().unwrap(), "--voice-at", at];
         if no_rhythm {
-            args.push("--no-rhythm");
+            extra.push("--no-rhythm");
         }
-        let o = aigc(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let report: Value = serde_json::from_str(
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .find(|l| l.starts_with('{'))
-                .unwrap(),
-        )
-        .unwrap();
+        let report = mark_report(&input, &out, &extra);
         let start = report["voice_prompt"]["start_seconds"].as_f64().unwrap();
         // A negative `voice_start` means "at the end".
         if voice_start >= 0.0 {
@@ -440,19 +375,11 @@ fn a_128_bit_payload_is_the_produce_id_hash_and_survives_mp3() {
     let dir = tempfile::tempdir().unwrap();
     let input = source(dir.path(), "in.flac", &["-c:a", "flac"]);
     let out = dir.path().join("out.flac");
-    let o = aigc(&[
-        "mark",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--producer",
-        PRODUCER,
-        "--produce-id",
-        "wide-1",
-        "--payload-bits",
-        "128",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    mark_report(
+        &input,
+        &out,
+        &["--produce-id", "wide-1", "--payload-bits", "128"],
+    );
     let mp3 = dir.path().join("a.mp3");
     ffmpeg(&[
         "-i",
@@ -540,19 +467,11 @@ fn a_file_longer_than_the_held_mix_is_read_back_from_disk() {
         &["-ar", "16000", "-ac", "1", "-c:a", "flac"],
     );
     let out = dir.path().join("marked.flac");
-    let o = aigc(&[
-        "mark",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--producer",
-        PRODUCER,
-        "--payload",
-        "0badcafe0badcafe",
-        "--rhythm-at",
-        "200",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    mark_report(
+        &input,
+        &out,
+        &["--payload", "0badcafe0badcafe", "--rhythm-at", "200"],
+    );
     let v = verify_json(&out);
     assert_eq!(v["verdict"], "compliant", "{v}");
     assert_eq!(v["watermark"]["payload"], "0badcafe0badcafe", "{v}");
@@ -588,18 +507,7 @@ fn a_file_is_marked_at_exactly_its_target_ratio() {
     let dir = tempfile::tempdir().unwrap();
     let input = source(dir.path(), "in.wav", &["-c:a", "pcm_s16le"]);
     let out = dir.path().join("out.wav");
-    let o = aigc(&[
-        "mark",
-        "--json",
-        "--no-rhythm",
-        "--producer",
-        PRODUCER,
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let report = first_json(&o);
+    let report = mark_report(&input, &out, &["--no-rhythm"]);
     assert_eq!(report["watermark"]["target_snr_db"], 35.5, "{report}");
     let (x, y) = (decoded_samples(&input), decoded_samples(&out));
     assert_eq!(x.len(), y.len());
