@@ -484,7 +484,7 @@ impl StreamMarker {
             let target = watermark::target_snr_db(w.pauses.share());
             let strength = |host: f64, unit: f64, snr_db: f32| {
                 (host > 0.0 && unit > host * 1e-12)
-                    .then(|| (host / unit / 10f64.powf(snr_db as f64 / 10.0)).sqrt() as f32)
+                    .then(|| watermark::strength_for(host, unit, snr_db))
             };
             let s = match w.whole {
                 // Known for the whole sound: every block with sound to modulate gets it.

@@ -322,8 +322,7 @@ pub fn embed_at(
     if host <= 0.0 || unit <= 0.0 {
         return None;
     }
-    let wanted = (host / unit / 10f64.powf(snr_db as f64 / 10.0)).sqrt() as f32;
-    let a = wanted.min(MAX_STRENGTH);
+    let a = strength_for(host, unit, snr_db).min(MAX_STRENGTH);
     for c in channels.iter_mut() {
         for (v, d) in c.iter_mut().zip(&change) {
             *v += a * d;
@@ -411,9 +410,7 @@ impl StrengthScan {
                 p.drain(..whole);
             }
         }
-        let scale = 1.0 / chunk.len().max(1) as f32;
-        self.mid
-            .extend((0..len).map(|i| chunk.iter().map(|c| c[i]).sum::<f32>() * scale));
+        self.mid.extend(crate::pcm::mix(chunk));
         self.received += len;
         self.frames(false);
     }
@@ -456,12 +453,17 @@ impl StrengthScan {
             return None;
         }
         let target = target_snr_db(self.pauses.share()) - WHOLE_FILE_EASING_DB;
-        let wanted = (self.host / unit / 10f64.powf(target as f64 / 10.0)).sqrt() as f32;
         Some(WholeFileStrength {
-            strength: wanted.min(MAX_STRENGTH),
+            strength: strength_for(self.host, unit, target).min(MAX_STRENGTH),
             target_snr_db: target,
         })
     }
+}
+
+/// The strength that puts a change whose energy at unit strength is `unit` `snr_db` under sound
+/// of energy `host` (the change's energy grows with the strength's square).
+pub(crate) fn strength_for(host: f64, unit: f64, snr_db: f32) -> f32 {
+    (host / unit / 10f64.powf(snr_db as f64 / 10.0)).sqrt() as f32
 }
 
 /// Sum of squares: eight f32 lanes per 1024-sample block (so it vectorises), blocks summed in
@@ -1151,11 +1153,9 @@ const WIDE: usize = NBINS + 2 * MARGIN;
 /// search makes exactly the same choices for each key as a fresh detection would.
 pub struct Prepared<'a, S: Samples + ?Sized = [f32]> {
     sound: &'a S,
-    len: usize,
     /// The reference piece ([`Prepared::reference_piece`]): every reading but a long input's
     /// whole one lies within it, so only that one reads `sound` a block at a time.
     reference: Cow<'a, [f32]>,
-    reference_start: usize,
     sample_rate: u32,
     h: usize,
     fft: Arc<dyn RealToComplex<f32>>,
@@ -1215,12 +1215,10 @@ impl<'a, S: Samples + ?Sized> Prepared<'a, S> {
     pub fn of(sound: &'a S, sample_rate: u32) -> Prepared<'a, S> {
         let h = hop_len(sample_rate);
         let len = sound.len();
-        let (reference_start, n) = span(reference_piece(len, sample_rate, h), len, sample_rate);
+        let (start, n) = span(reference_piece(len, sample_rate, h), len, sample_rate);
         Prepared {
             sound,
-            len,
-            reference: sound.read(reference_start, n),
-            reference_start,
+            reference: sound.read(start, n),
             sample_rate,
             h,
             fft: RealFftPlanner::<f32>::new().plan_fft_forward(2 * h),
@@ -1231,16 +1229,17 @@ impl<'a, S: Samples + ?Sized> Prepared<'a, S> {
     }
 
     fn reference_piece(&self) -> Piece {
-        reference_piece(self.len, self.sample_rate, self.h)
+        reference_piece(self.sound.len(), self.sample_rate, self.h)
     }
 
     fn span(&self, piece: Piece) -> (usize, usize) {
-        span(piece, self.len, self.sample_rate)
+        span(piece, self.sound.len(), self.sample_rate)
     }
 
     /// Samples `start..start + n`, which lie within the reference piece.
     fn within_reference(&self, (start, n): (usize, usize)) -> &[f32] {
-        &self.reference[start - self.reference_start..][..n]
+        let (reference_start, _) = self.span(self.reference_piece());
+        &self.reference[start - reference_start..][..n]
     }
 
     fn fold(&self, at: FoldAt) -> Rc<Vec<f32>> {

@@ -1275,6 +1275,7 @@ struct SyncSpectrum {
 /// search is cheap.
 const SMALL_WINDOW: usize = 300_000;
 
+/// A window small enough that its power peaks are weak but a coherent search is cheap.
 fn is_small_window(nw: usize, nh: usize) -> bool {
     nw * nh < SMALL_WINDOW
 }
