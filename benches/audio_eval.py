@@ -129,7 +129,8 @@ def attack(name, src, out, rng):
     elif name == "opus_64":
         codec(".opus", "-c:a", "libopus", "-b:a", "64k")
     elif name in ("mp3_32", "aac_32", "opus_32"):
-        # Where audiowmark's default strength still holds (the anchor).
+        # Where the anchor has audiowmark's default strength still holding (its own
+        # README promises 128 kbit/s and more at the default strength).
         ext, enc = {"mp3_32": (".mp3", "libmp3lame"), "aac_32": (".m4a", "aac"),
                     "opus_32": (".opus", "libopus")}[name]
         codec(ext, "-c:a", enc, "-b:a", "32k")

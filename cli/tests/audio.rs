@@ -143,6 +143,58 @@ fn every_audio_format_gets_rhythm_watermark_and_label_and_keeps_its_kind() {
     }
 }
 
+#[test]
+fn surround_mono_and_other_rates_keep_their_layout_and_carry_every_label() {
+    // Any sample rate, mono to 5.1: each keeps its codec, rate and channel layout, and the
+    // watermark, the rhythm label and the metadata label read back.
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "surround.m4a",
+            &["-ac", "6", "-ar", "48000", "-c:a", "aac", "-b:a", "256k"],
+        ),
+        (
+            "surround.flac",
+            &["-ac", "6", "-ar", "96000", "-c:a", "flac"],
+        ),
+        (
+            "mono.mp3",
+            &[
+                "-ac",
+                "1",
+                "-ar",
+                "22050",
+                "-c:a",
+                "libmp3lame",
+                "-b:a",
+                "48k",
+            ],
+        ),
+    ];
+    for (name, codec) in cases {
+        let input = source(dir.path(), name, codec);
+        let before = probe(&input);
+        let channels = if name.starts_with("mono") { 1 } else { 6 };
+        assert_eq!(
+            before["streams"][0]["channels"], channels,
+            "{name}: {before}"
+        );
+        let out = dir.path().join(format!("out-{name}"));
+        mark_report(&input, &out, &["--payload", "5a5a5a5a00c0ffee"]);
+        let after = probe(&out);
+        for field in ["codec_name", "sample_rate", "channels", "channel_layout"] {
+            assert_eq!(
+                after["streams"][0][field], before["streams"][0][field],
+                "{name}: {field} changed"
+            );
+        }
+        let v = verify_json(&out);
+        assert_eq!(v["verdict"], "compliant", "{name}: {v}");
+        assert_eq!(v["watermark"]["payload"], "5a5a5a5a00c0ffee", "{name}: {v}");
+        assert_eq!(v["rhythm"]["detected"], true, "{name}: {v}");
+    }
+}
+
 /// `source` as WAV, marked by `mark` with `payload` into `dir/marked.wav`.
 fn marked_wav(dir: &Path, payload: &str) -> PathBuf {
     let input = source(dir, "in.wav", &["-c:a", "pcm_s16le"]);
