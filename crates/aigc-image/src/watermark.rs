@@ -1271,7 +1271,7 @@ struct SyncSpectrum {
     nw: usize,
     nh: usize,
     /// How many times the window's size its transform is (zero-padded): 2 where `white` is
-    /// kept, else 1.
+    /// kept for a window under [`PADDED_WINDOW`] pixels, else 1.
     pad: usize,
 }
 
@@ -1364,8 +1364,8 @@ fn sync_spectrum(
     for (p, s) in power.iter_mut().zip(&spec) {
         *p = s.norm_sqr();
     }
-    // Whiten by the mean power per (normalised) radius; silence the axes and the 8-px JPEG
-    // block lines.
+    // Whiten by the mean power per (normalised) radius; silence the axes and (for the power
+    // search) the 8-px JPEG block lines.
     let fy_of = |k: usize| {
         (if k > fh / 2 {
             k as f32 - fh as f32
