@@ -470,28 +470,33 @@ impl StreamMarker {
                 .map(|c| watermark::energy(&c[from - base..to - base]))
                 .sum();
             let unit = watermark::energy(&w.change[from - base..to - base]) * nch as f64;
-            // From everything so far: the strength settles on the one the whole file would
-            // get, so each cell keeps the same relative change (what detection wants) and
-            // the file as a whole sits at the target ratio.
-            // No block goes more than 1 dB over the target on its own, though: a quiet opening
-            // would otherwise carry a strength its sound cannot hide.
-            w.host_sum += host;
-            w.unit_sum += unit;
-            // The ratio aimed at follows the sound so far too: speech's pauses show within a
-            // block or two.
-            let views: Vec<&[f32]> = held.iter().map(|c| &c[from - base..to - base]).collect();
-            w.pauses.add(&views, h);
-            let target = watermark::target_snr_db(w.pauses.share());
-            let strength = |host: f64, unit: f64, snr_db: f32| {
-                (host > 0.0 && unit > host * 1e-12)
-                    .then(|| watermark::strength_for(host, unit, snr_db))
-            };
+            // Whether there is sound to modulate: the change has energy of its own.
+            let sounding = |host: f64, unit: f64| host > 0.0 && unit > host * 1e-12;
             let s = match w.whole {
                 // Known for the whole sound: every block with sound to modulate gets it.
-                Some(whole) => strength(host, unit, target).map(|_| whole.strength),
-                None => strength(w.host_sum, w.unit_sum, target)
-                    .zip(strength(host, unit, target - 1.0))
-                    .map(|(all, own)| all.min(own).min(MAX_STRENGTH)),
+                Some(whole) => sounding(host, unit).then_some(whole.strength),
+                None => {
+                    // From everything so far: the strength settles on the one the whole file
+                    // would get, so each cell keeps the same relative change (what detection
+                    // wants) and the file as a whole sits at the target ratio. No block goes
+                    // more than 1 dB over the target on its own, though: a quiet opening
+                    // would otherwise carry a strength its sound cannot hide.
+                    w.host_sum += host;
+                    w.unit_sum += unit;
+                    // The ratio aimed at follows the sound so far too: speech's pauses show
+                    // within a block or two.
+                    let views: Vec<&[f32]> =
+                        held.iter().map(|c| &c[from - base..to - base]).collect();
+                    w.pauses.add(&views, h);
+                    let target = watermark::target_snr_db(w.pauses.share());
+                    let all_so_far = sounding(w.host_sum, w.unit_sum)
+                        .then(|| watermark::strength_for(w.host_sum, w.unit_sum, target));
+                    let own = sounding(host, unit)
+                        .then(|| watermark::strength_for(host, unit, target - 1.0));
+                    all_so_far
+                        .zip(own)
+                        .map(|(all, own)| all.min(own).min(MAX_STRENGTH))
+                }
             };
             w.strengths.push(s);
         }

@@ -1255,14 +1255,10 @@ const VARIANTS: [BinMap; 4] = [
     |(ky, kx)| (kx, ky),
 ];
 
-/// Candidate grids for a scaled or rotated image, by matching the layout's bins (both bins of
-/// every pair: the set does not depend on the payload) against the image's whitened power
-/// spectrum over a grid of scales and rotations. A tile scaled by `s` and turned by `t` puts
-/// tile bin `k` at window frequency `W / (TILE s) * R(t) k`, so each trial costs a few hundred
-/// look-ups, not a fold.
 /// The whitened power spectrum of the central window, the key-independent half of the
 /// scale and rotation search.
 struct SyncSpectrum {
+    /// The whitened power, for the power search; empty where `white` is kept instead.
     power: Vec<f32>,
     /// The whitened spectrum itself, phased about the window's centre, for the coherent
     /// search; empty where that search will not run (a large window, a video frame).
@@ -1270,9 +1266,6 @@ struct SyncSpectrum {
     /// The window's size in pixels.
     nw: usize,
     nh: usize,
-    /// How many times the window's size its transform is (zero-padded): 2 where `white` is
-    /// kept for a window under [`PADDED_WINDOW`] pixels, else 1.
-    pad: usize,
 }
 
 /// Windows of fewer pixels than this are small: their power peaks are weak, but a coherent
@@ -1284,6 +1277,16 @@ const SMALL_WINDOW: usize = 300_000;
 /// 4.5; a 512-px one would pay 6 ms, and its sync does not need it.
 const PADDED_WINDOW: usize = 100_000;
 
+/// How many times a window's size its transform is (zero-padded): 2 for a window the coherent
+/// search reads (`keep_phase`) under [`PADDED_WINDOW`] pixels, else 1.
+fn padding(nw: usize, nh: usize, keep_phase: bool) -> usize {
+    if keep_phase && nw * nh < PADDED_WINDOW {
+        2
+    } else {
+        1
+    }
+}
+
 /// A window small enough that its power peaks are weak but a coherent search is cheap.
 fn is_small_window(nw: usize, nh: usize) -> bool {
     nw * nh < SMALL_WINDOW
@@ -1292,6 +1295,11 @@ fn is_small_window(nw: usize, nh: usize) -> bool {
 impl SyncSpectrum {
     fn is_small(&self) -> bool {
         is_small_window(self.nw, self.nh)
+    }
+
+    /// How many times the window's size its transform is.
+    fn pad(&self) -> usize {
+        padding(self.nw, self.nh, !self.white.is_empty())
     }
 }
 
@@ -1325,17 +1333,12 @@ fn sync_spectrum(
     // payloads of 120 against 100 (106 unpadded), as many as folding each at its true scale
     // reads; no attack lost a payload.
     let keep_phase = coherent && is_small_window(nw, nh);
-    let pad = if keep_phase && nw * nh < PADDED_WINDOW {
-        2
-    } else {
-        1
-    };
+    let pad = padding(nw, nh, keep_phase);
     // The transform's size; the window sits in its middle.
     let (fw, fh) = (nw * pad, nh * pad);
     let sw = fw / 2 + 1;
     let mut fft = RealFft2::new(fh, fw);
     let mut spec = vec![Complex32::default(); fh * sw];
-    let mut power = vec![0f32; fh * sw];
     let mut win = vec![0f32; fh * fw];
     // A Tukey window for the power search: flat in the middle, tapered over the outer 10%
     // against edge leakage.
@@ -1361,9 +1364,6 @@ fn sync_spectrum(
         }
     }
     fft.forward(&win, &mut spec);
-    for (p, s) in power.iter_mut().zip(&spec) {
-        *p = s.norm_sqr();
-    }
     // Whiten by the mean power per (normalised) radius; silence the axes and (for the power
     // search) the 8-px JPEG block lines.
     let fy_of = |k: usize| {
@@ -1384,8 +1384,8 @@ fn sync_spectrum(
         }
     }
     let (mut ring, mut ring_n) = (vec![0f32; nr * 2], vec![0f32; nr * 2]);
-    for (&rr, &p) in ring_of.iter().zip(&power) {
-        ring[rr as usize] += p;
+    for (&rr, s) in ring_of.iter().zip(&spec) {
+        ring[rr as usize] += s.norm_sqr();
         ring_n[rr as usize] += 1.0;
     }
     let ring_mean: Vec<f32> = ring
@@ -1400,35 +1400,45 @@ fn sync_spectrum(
         !keep_phase && (f - f.round()).abs() * len as f32 / 8.0 <= 1.5
     };
     let quiet_col: Vec<bool> = (0..sw).map(|kx| kx <= pad || near_block(kx, fw)).collect();
-    for ky in 0..fh {
-        let quiet_row = ky <= pad || ky >= fh - pad || near_block(ky, fh);
-        let span = ky * sw..(ky + 1) * sw;
-        for (kx, ((p, &rr), &quiet)) in power[span.clone()]
-            .iter_mut()
-            .zip(&ring_of[span.clone()])
-            .zip(&quiet_col)
-            .enumerate()
-        {
-            let g = if quiet_row || quiet {
-                0.0
-            } else {
-                ring_mean[rr as usize]
-            };
-            *p *= g;
-            if keep_phase {
+    let quiet_row: Vec<bool> = (0..fh)
+        .map(|ky| ky <= pad || ky >= fh - pad || near_block(ky, fh))
+        .collect();
+    // The gain of each bin: 0 where silenced, else its ring's.
+    let gain = |ky: usize, kx: usize| {
+        if quiet_row[ky] || quiet_col[kx] {
+            0.0
+        } else {
+            ring_mean[ring_of[ky * sw + kx] as usize]
+        }
+    };
+    if keep_phase {
+        for ky in 0..fh {
+            for kx in 0..sw {
                 // Phase about the window's centre: a line then reads with its own phase in
                 // the bins either side of it, whatever its fraction of a bin.
                 let sign = if (kx + ky) % 2 == 0 { 1.0 } else { -1.0 };
-                spec[ky * sw + kx] *= sign * g.sqrt();
+                spec[ky * sw + kx] *= sign * gain(ky, kx).sqrt();
             }
+        }
+        return Some(SyncSpectrum {
+            power: Vec::new(),
+            white: spec,
+            nw,
+            nh,
+        });
+    }
+    let mut power = vec![0f32; fh * sw];
+    for ky in 0..fh {
+        for kx in 0..sw {
+            let i = ky * sw + kx;
+            power[i] = spec[i].norm_sqr() * gain(ky, kx);
         }
     }
     Some(SyncSpectrum {
         power,
-        white: if keep_phase { spec } else { Vec::new() },
+        white: Vec::new(),
         nw,
         nh,
-        pad,
     })
 }
 
@@ -1545,7 +1555,7 @@ impl PilotProbe {
             "a window kept for the coherent search"
         );
         // The transform's size.
-        let (nw, nh) = (sync.nw * sync.pad, sync.nh * sync.pad);
+        let (nw, nh) = (sync.nw * sync.pad(), sync.nh * sync.pad());
         let sw = nw / 2 + 1;
         let (gx, gy) = (
             nw as f32 / (TILE as f32 * scale),
@@ -1641,9 +1651,14 @@ fn coherent_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<(Grid, f32)> {
     picked
 }
 
+/// Candidate grids for a scaled or rotated image, by matching the layout's bins (both bins of
+/// every pair: the set does not depend on the payload) against the image's whitened power
+/// spectrum over a grid of scales and rotations. A tile scaled by `s` and turned by `t` puts
+/// tile bin `k` at window frequency `W / (TILE s) * R(t) k`, so each trial costs a few hundred
+/// look-ups, not a fold.
 /// Each candidate comes with its coarse score's z over the grid.
 fn spectral_candidates(sync: &SyncSpectrum, lay: &Layout) -> Vec<(Grid, f32)> {
-    debug_assert_eq!(sync.pad, 1, "the power search reads an unpadded transform");
+    debug_assert!(!sync.power.is_empty(), "a window kept for the power search");
     let SyncSpectrum { power, nw, nh, .. } = sync;
     let (nw, nh) = (*nw, *nh);
     let sw = nw / 2 + 1;
